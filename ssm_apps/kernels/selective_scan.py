@@ -1,0 +1,90 @@
+"""The selective scan, with mamba_ssm's ``selective_scan_fn`` semantics, over several backends."""
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+from .scan_chunked import scan_chunked
+from .scan_ref import scan_ref
+from .validation import check_scan_inputs
+
+Backend = Literal["ref", "torch", "triton"]
+BACKENDS: tuple[str, ...] = ("ref", "torch", "triton")
+
+
+def triton_available(device: torch.device) -> bool:
+    """True when the Triton backend can run on ``device`` (a CUDA device with triton installed)."""
+    if device.type != "cuda":
+        return False
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    from . import scan_triton  # noqa: F401  (imported lazily: it needs triton)
+
+    return True
+
+
+def default_backend(device: torch.device) -> str:
+    """The fastest backend available on ``device``."""
+    return "triton" if triton_available(device) else "torch"
+
+
+def selective_scan(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor | None = None,
+    z: torch.Tensor | None = None,
+    delta_bias: torch.Tensor | None = None,
+    delta_softplus: bool = False,
+    return_last_state: bool = False,
+    backend: Backend | None = None,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Selective state-space scan (Mamba-1), as mamba_ssm's ``selective_scan_fn``.
+
+    Args:
+        u: (b, d, L) input, float32/float16/bfloat16.
+        delta: (b, d, L) step sizes; ``delta + delta_bias`` then softplus if ``delta_softplus``.
+        A: (d, n) float32 state matrix (diagonal per channel), n <= 256.
+        B, C: (d, n) constant, (b, n, L) shared by all channels, or (b, g, n, L) grouped
+            (channel i uses group i // (d / g)).
+        D: (d,) float32 skip weight; z: (b, d, L) gate; delta_bias: (d,) float32.
+        return_last_state: also return the final state (b, d, n) float32.
+        backend: "ref" (sequential), "torch" (chunked), "triton" (CUDA), None = best available.
+
+    Returns:
+        out (b, d, L) in u's dtype, ``(y + D * u) * silu(z)``; and the last state if asked.
+        Arithmetic is float32 whatever the input dtype.
+    """
+    check_scan_inputs(u, delta, A, B, C, D, z, delta_bias)
+    backend = backend or default_backend(u.device)
+    if backend not in BACKENDS:
+        raise ValueError(f"selective_scan: argument 'backend' must be one of {BACKENDS} or None; got {backend!r}")
+    if backend == "triton":
+        if not triton_available(u.device):
+            raise RuntimeError(
+                f"selective_scan: backend 'triton' needs a CUDA tensor and triton installed; got device {u.device}"
+            )
+        from .scan_triton import selective_scan_triton
+
+        return selective_scan_triton(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
+
+    dtype_in = u.dtype
+    u32 = u.float()
+    dt = delta.float()
+    if delta_bias is not None:
+        dt = dt + delta_bias[:, None]
+    if delta_softplus:
+        dt = F.softplus(dt)
+    core = scan_ref if backend == "ref" else scan_chunked
+    y, last_state = core(u32, dt, A, B.float(), C.float())
+    out = y if D is None else y + u32 * D[:, None]
+    if z is not None:
+        out = out * F.silu(z.float())
+    out = out.to(dtype_in)
+    return (out, last_state) if return_last_state else out
