@@ -1,0 +1,111 @@
+"""CPU benchmark of the selective scan: "ref" (sequential) vs "torch" (chunked) backends.
+
+    python benchmarks/bench_scan_cpu.py [--lengths 256 1024 4096 16384] [--repeats 3]
+
+Mamba-like inputs: b=2, d=64, n=16, B/C shared (b, n, L), D, z, delta_bias with softplus
+(softplus(delta_bias) log-uniform in [1e-3, 1e-1] as Mamba initialises it), A = -[1..n].
+Each (backend, L, pass) runs in a fresh process so its peak resident memory above the
+inputs (ru_maxrss minus the RSS before the call) is its own. Prints a table and writes
+benchmarks/results/scan_cpu.json. CPU times are only meaningful as ratios within one run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results" / "scan_cpu.json"
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+def measure_one(backend: str, length: int, mode: str, repeats: int) -> dict:
+    import torch
+
+    from ssm_apps.kernels import selective_scan
+
+    torch.manual_seed(0)
+    b, d, n = 2, 64, 16
+    grad = mode == "fwd+bwd"
+    dt = torch.exp(torch.rand(d) * (math.log(0.1) - math.log(1e-3)) + math.log(1e-3))
+    inputs = dict(
+        u=torch.randn(b, d, length, requires_grad=grad),
+        delta=(0.1 * torch.randn(b, d, length)).requires_grad_(grad),
+        A=(-torch.arange(1, n + 1, dtype=torch.float32).repeat(d, 1)).requires_grad_(grad),
+        B=torch.randn(b, n, length, requires_grad=grad),
+        C=torch.randn(b, n, length, requires_grad=grad),
+        D=torch.ones(d, requires_grad=grad),
+        z=torch.randn(b, d, length, requires_grad=grad),
+        delta_bias=dt + torch.log(-torch.expm1(-dt)),
+    )
+
+    def run() -> None:
+        with torch.set_grad_enabled(grad):
+            out = selective_scan(**inputs, delta_softplus=True, backend=backend)
+            if grad:
+                out.sum().backward()
+
+    base = _rss_mb()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - t0)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"backend": backend, "L": length, "pass": mode, "median_ms": 1e3 * statistics.median(times),
+            "peak_extra_mb": max(0.0, peak - base),
+            "repeats": repeats}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--lengths", type=int, nargs="+", default=[256, 1024, 4096, 16384])
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--one", nargs=3, metavar=("BACKEND", "L", "PASS"), help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.one:
+        print(json.dumps(measure_one(args.one[0], int(args.one[1]), args.one[2], args.repeats)))
+        return
+    rows = []
+    for length in args.lengths:
+        for mode in ("fwd", "fwd+bwd"):
+            for backend in ("ref", "torch"):
+                reps = args.repeats if backend == "torch" or length <= 4096 else 1
+                out = subprocess.run([sys.executable, __file__, "--one", backend, str(length), mode,
+                                      "--repeats", str(reps)], check=True, capture_output=True, text=True)
+                rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+                r = rows[-1]
+                print(f"  {backend:5s} L={length:6d} {mode:8s} {r['median_ms']:10.1f} ms  peak +{r['peak_extra_mb']:.0f} MB",
+                      flush=True)
+    print(f"\n{'L':>6} {'pass':>8} | {'ref ms':>9} {'torch ms':>9} {'speed-up':>8} | {'ref MB':>7} {'torch MB':>8}")
+    by = {(r["backend"], r["L"], r["pass"]): r for r in rows}
+    summary = []
+    for length in args.lengths:
+        for mode in ("fwd", "fwd+bwd"):
+            ref, tor = by[("ref", length, mode)], by[("torch", length, mode)]
+            ratio = ref["median_ms"] / tor["median_ms"]
+            summary.append({"L": length, "pass": mode, "speedup": ratio})
+            print(f"{length:>6} {mode:>8} | {ref['median_ms']:9.1f} {tor['median_ms']:9.1f} {ratio:7.1f}x | "
+                  f"{ref['peak_extra_mb']:7.0f} {tor['peak_extra_mb']:8.0f}")
+    import torch
+
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps({
+        "device": f"CPU: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
+        "torch": torch.__version__, "shape": {"b": 2, "d": 64, "n": 16}, "rows": rows, "speedup": summary,
+    }, indent=2))
+    print(f"\nwrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
