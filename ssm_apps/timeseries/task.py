@@ -59,6 +59,7 @@ class ForecastingTask(L.LightningModule):
 
     def test_step(self, batch: Batch, batch_idx: int) -> None:
         _, pred, y = self._loss(batch)
+        pred, y = pred.reshape(-1), y.reshape(-1)  # forecasts may be non-contiguous views
         self.test_mse(pred, y)
         self.test_mae(pred, y)
         self.log_dict({"test_mse": self.test_mse, "test_mae": self.test_mae}, on_epoch=True)

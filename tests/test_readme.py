@@ -1,0 +1,41 @@
+"""The README stays true: its Python examples run, and its ssm-apps commands run (shortened)."""
+from __future__ import annotations
+
+import re
+import shlex
+
+from conftest import REPO
+from ssm_apps.cli import SSMAppsCLI
+
+README = (REPO / "README.md").read_text()
+FAST = [
+    "--model.init_args.model.init_args.d_model", "16", "--model.init_args.model.init_args.d_ff", "16",
+    "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "2",
+    "--trainer.limit_test_batches", "2", "--trainer.limit_predict_batches", "2",
+    "--trainer.enable_progress_bar", "false",
+]
+
+
+def blocks(lang: str) -> list[str]:
+    return re.findall(rf"```{lang}\n(.*?)```", README, flags=re.S)
+
+
+def test_quick_start_has_exactly_the_two_make_commands():
+    commands = [line.split("#")[0].strip() for line in blocks("bash")[0].splitlines() if line.strip()]
+    assert commands == ["make demo", "make test"]
+
+
+def test_python_examples_run():
+    for code in blocks("python"):
+        exec(compile(code, "README.md", "exec"), {})
+
+
+def test_cli_commands_run_in_order(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    commands = [line for b in blocks("bash") for line in b.splitlines() if line.startswith("ssm-apps ")]
+    assert [c.split()[1] for c in commands] == ["fit", "test", "predict"]
+    for command in commands:
+        args = shlex.split(command)[1:]
+        args = [str(REPO / a) if a.startswith("configs/") else a for a in args]
+        SSMAppsCLI(args=args + FAST)
+    assert (tmp_path / "runs/smamba_etth1/predictions/forecast.png").is_file()
