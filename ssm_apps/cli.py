@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -24,6 +25,8 @@ class SSMAppsCLI(LightningCLI):
     """LightningCLI with subclass mode for models and data, and atomic checkpoint writes."""
 
     def __init__(self, args: list[str] | None = None, run: bool = True) -> None:
+        # `args` is how main() and demo() hand over the command line: not a mistake here.
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
         super().__init__(
             L.LightningModule,
             L.LightningDataModule,
