@@ -1,0 +1,231 @@
+"""2-D selective-scan blocks: VMamba's ``SS2D`` and EfficientVMamba's ``ES2D``.
+
+Both run one selective scan over K = 4 routes through the feature map
+(``ssm_apps.kernels.scan_patterns``), each route with its own x/dt projections,
+A, D and dt bias, then sum the routes back onto the map:
+
+    x -> in_proj -> [x, z] -> depthwise conv -> act -> scan K routes -> merge
+      -> out_norm -> (* act(z) when gated) -> out_proj
+
+Forward types (the ones VMamba's released models use):
+
+* ``"v05_noz"`` (VMamba v2 family): input and output (B, C, H, W) channel-first;
+  projections are 1x1 (``Linear2d``: a Linear's 2-D weight applied as a 1x1 conv),
+  out-norm a channel LayerNorm (``LayerNorm2d``), no gate. Released with d_state 1,
+  ssm_ratio 1 or 2, conv without bias.
+* ``"v0"`` (vanilla family): input and output (B, H, W, C) channel-last; nn.Linear
+  projections, nn.LayerNorm out-norm, output gated by SiLU(z). Released with
+  d_state 16, ssm_ratio 2, conv with bias.
+
+``ES2D`` is the ``v0`` form over EfficientVMamba's atrous (step-2, four dilated
+sub-grids) routes; its sequences are L/4 long.
+
+Parameters keep the official names and shapes (``in_proj, conv2d, x_proj_weight (K, R+2N, D),
+dt_projs_weight (K, D, R), dt_projs_bias (K, D), A_logs (K*D, N), Ds (K*D), out_norm, out_proj``),
+so the official block's state_dict loads unchanged.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..kernels import selective_scan
+from ..kernels.scan_patterns import cross_merge, cross_scan
+from .ssm_branch import resolve_dt_rank
+
+FORWARD_TYPES = ("v05_noz", "v0")
+NUM_ROUTES = 4
+
+_ACTIVATIONS = {"silu": nn.SiLU, "gelu": nn.GELU, "relu": nn.ReLU, "sigmoid": nn.Sigmoid}
+
+
+def get_act_layer(act: str | type[nn.Module]) -> type[nn.Module]:
+    """'silu' / 'gelu' / 'relu' / 'sigmoid' (VMamba's names) or an nn.Module class."""
+    if isinstance(act, str):
+        if act.lower() not in _ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}; got {act!r}")
+        return _ACTIVATIONS[act.lower()]
+    return act
+
+
+class Linear2d(nn.Linear):
+    """nn.Linear over the channels of a (B, C, H, W) map: a 1x1 conv keeping the Linear's 2-D weight."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.weight[:, :, None, None], self.bias)
+
+
+class LayerNorm2d(nn.LayerNorm):
+    """LayerNorm over the channels of a (B, C, H, W) map (works for contiguous and channels_last maps)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.layer_norm(x.permute(0, 2, 3, 1), self.normalized_shape, self.weight, self.bias, self.eps)
+        return x.permute(0, 3, 1, 2)
+
+
+def init_dt_A_D(
+    module: "SS2D",
+    dt_min: float = 0.001,
+    dt_max: float = 0.1,
+    dt_init: str = "random",
+    dt_scale: float = 1.0,
+    dt_init_floor: float = 1e-4,
+) -> None:
+    """VMamba's ``mamba_init`` (initialize "v0"), per route: dt weight ~ U(-s, s) (or = s) with
+    s = dt_rank^-0.5 * dt_scale; softplus(dt bias) log-uniform in [dt_min, dt_max]; A = -[1..N];
+    D = 1; x_proj weight as nn.Linear's default (kaiming uniform, bound 1/sqrt(d_inner))."""
+    K, d_inner, dt_rank = module.dt_projs_weight.shape
+    std = dt_rank**-0.5 * dt_scale
+    with torch.no_grad():
+        if dt_init == "constant":
+            module.dt_projs_weight.fill_(std)
+        elif dt_init == "random":
+            module.dt_projs_weight.uniform_(-std, std)
+        else:
+            raise ValueError(f"dt_init must be 'constant' or 'random'; got {dt_init!r}")
+        dt = torch.exp(
+            torch.rand(K, d_inner, device=module.dt_projs_bias.device) * (math.log(dt_max) - math.log(dt_min))
+            + math.log(dt_min)
+        ).clamp(min=dt_init_floor)
+        module.dt_projs_bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # inverse softplus
+        n = module.A_logs.shape[1]
+        module.A_logs.copy_(torch.log(torch.arange(1, n + 1, dtype=torch.float32, device=module.A_logs.device)))
+        module.Ds.fill_(1.0)
+        bound = 1.0 / math.sqrt(d_inner)
+        module.x_proj_weight.uniform_(-bound, bound)
+
+
+class SS2D(nn.Module):
+    """VMamba's 2-D selective scan block.
+
+    Args:
+        d_model: channels in and out.
+        d_state: SSM state size N.
+        ssm_ratio: d_inner = int(ssm_ratio * d_model).
+        dt_rank: "auto" = ceil(d_model / 16).
+        d_conv: depthwise conv kernel (< 2: no conv).
+        conv_bias: bias of the depthwise conv.
+        act_layer: activation after the conv (and of the gate for "v0"); VMamba's "v0" uses SiLU.
+        forward_type: "v05_noz" (channel-first, no gate) or "v0" (channel-last, SiLU(z) gate).
+        scan_pattern: "cross4" (VMamba) or "atrous" (EfficientVMamba), see ``kernels.scan_patterns``.
+        dropout: dropout after out_proj.
+        scan_backend: selective-scan backend (None = best available).
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        d_state: int = 1,
+        ssm_ratio: float = 1.0,
+        dt_rank: int | str = "auto",
+        d_conv: int = 3,
+        conv_bias: bool = False,
+        act_layer: str | type[nn.Module] = "silu",
+        forward_type: str = "v05_noz",
+        scan_pattern: str = "cross4",
+        dropout: float = 0.0,
+        dt_min: float = 0.001,
+        dt_max: float = 0.1,
+        dt_init: str = "random",
+        dt_scale: float = 1.0,
+        dt_init_floor: float = 1e-4,
+        scan_backend: str | None = None,
+    ) -> None:
+        super().__init__()
+        if forward_type not in FORWARD_TYPES:
+            raise ValueError(f"SS2D: argument 'forward_type' must be one of {FORWARD_TYPES}; got {forward_type!r}")
+        d_inner = int(ssm_ratio * d_model)
+        if d_inner < 1 or d_state < 1:
+            raise ValueError(f"SS2D: need ssm_ratio * d_model >= 1 and d_state >= 1; got {ssm_ratio}, {d_state}")
+        self.d_model, self.d_inner, self.d_state = d_model, d_inner, int(d_state)
+        self.dt_rank = resolve_dt_rank(d_model, dt_rank)
+        self.forward_type, self.scan_pattern, self.scan_backend = forward_type, scan_pattern, scan_backend
+        self.channel_first = forward_type == "v05_noz"
+        self.gated = forward_type == "v0"
+        Linear = Linear2d if self.channel_first else nn.Linear
+
+        self.in_proj = Linear(d_model, d_inner * (2 if self.gated else 1), bias=False)
+        self.act = get_act_layer(act_layer)()
+        self.conv2d = (
+            nn.Conv2d(d_inner, d_inner, d_conv, padding=(d_conv - 1) // 2, groups=d_inner, bias=conv_bias)
+            if d_conv > 1
+            else nn.Identity()
+        )
+        K, R, N = NUM_ROUTES, self.dt_rank, self.d_state
+        self.x_proj_weight = nn.Parameter(torch.empty(K, R + 2 * N, d_inner))
+        self.dt_projs_weight = nn.Parameter(torch.empty(K, d_inner, R))
+        self.dt_projs_bias = nn.Parameter(torch.empty(K, d_inner))
+        self.A_logs = nn.Parameter(torch.empty(K * d_inner, N))
+        self.Ds = nn.Parameter(torch.empty(K * d_inner))
+        self.A_logs._no_weight_decay = True  # type: ignore[attr-defined]
+        self.Ds._no_weight_decay = True  # type: ignore[attr-defined]
+        self.out_norm = (LayerNorm2d if self.channel_first else nn.LayerNorm)(d_inner)
+        self.out_proj = Linear(d_inner, d_model, bias=False)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        init_dt_A_D(self, dt_min, dt_max, dt_init, dt_scale, dt_init_floor)
+
+    def scan(self, x: torch.Tensor) -> torch.Tensor:
+        """The K-route selective scan: (B, d_inner, H, W) -> (B, d_inner, H, W), routes summed."""
+        batch, dim, height, width = x.shape
+        K, R, N = NUM_ROUTES, self.dt_rank, self.d_state
+        xs = cross_scan(x, self.scan_pattern)  # (B, K, D, L)
+        length = xs.shape[-1]
+        x_dbl = torch.einsum("bkdl,kcd->bkcl", xs, self.x_proj_weight.to(xs.dtype))
+        dts, Bs, Cs = torch.split(x_dbl, [R, N, N], dim=2)
+        dts = torch.einsum("bkrl,kdr->bkdl", dts, self.dt_projs_weight.to(dts.dtype))
+        ys = selective_scan(
+            xs.reshape(batch, K * dim, length),
+            dts.reshape(batch, K * dim, length),
+            -torch.exp(self.A_logs.float()),
+            Bs.contiguous(),  # (B, K, N, L): route k's channels read group k
+            Cs.contiguous(),
+            D=self.Ds.float(),
+            delta_bias=self.dt_projs_bias.float().reshape(-1),
+            delta_softplus=True,
+            backend=self.scan_backend,
+        )
+        return cross_merge(ys.view(batch, K, dim, length), self.scan_pattern, (height, width))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """"v05_noz": (B, C, H, W) -> (B, C, H, W); "v0": (B, H, W, C) -> (B, H, W, C)."""
+        if self.channel_first:
+            x = self.act(self.conv2d(self.in_proj(x)))
+            y = self.out_norm(self.scan(x))
+            return self.dropout(self.out_proj(y))
+        x, z = self.in_proj(x).chunk(2, dim=-1)
+        x = self.act(self.conv2d(x.permute(0, 3, 1, 2)))
+        y = self.out_norm(self.scan(x).permute(0, 2, 3, 1))
+        return self.dropout(self.out_proj(y * self.act(z)))
+
+    def extra_repr(self) -> str:
+        return (
+            f"d_model={self.d_model}, d_inner={self.d_inner}, d_state={self.d_state}, dt_rank={self.dt_rank}, "
+            f"forward_type={self.forward_type!r}, scan_pattern={self.scan_pattern!r}"
+        )
+
+
+class ES2D(SS2D):
+    """EfficientVMamba's atrous selective scan (ES2D): the gated channel-last ``v0`` form over the
+    "atrous" routes (four step-2 sub-grids, zero-padded to even H, W; outputs cropped back).
+    Input and output (B, H, W, C). Official defaults: d_state 16, ssm_ratio 2, conv with bias."""
+
+    def __init__(
+        self,
+        d_model: int,
+        d_state: int = 16,
+        ssm_ratio: float = 2.0,
+        dt_rank: int | str = "auto",
+        d_conv: int = 3,
+        conv_bias: bool = True,
+        act_layer: str | type[nn.Module] = "silu",
+        dropout: float = 0.0,
+        scan_backend: str | None = None,
+        **init_kwargs: float | str,
+    ) -> None:
+        super().__init__(
+            d_model, d_state, ssm_ratio, dt_rank, d_conv, conv_bias, act_layer,
+            forward_type="v0", scan_pattern="atrous", dropout=dropout, scan_backend=scan_backend, **init_kwargs,
+        )

@@ -1,0 +1,7 @@
+"""Vision models for timm. Importing this package registers the timm models
+``vmamba_tiny_s1l8``, ``vmamba_small_s2l15``, ``vmamba_base_s2l15``, ``vmamba_{tiny,small,base}_v0``
+and ``efficientvmamba_{tiny,small,base}``."""
+from .efficientvmamba import EfficientVMamba
+from .vmamba import VMamba
+
+__all__ = ["EfficientVMamba", "VMamba"]
