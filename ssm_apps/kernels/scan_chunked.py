@@ -80,7 +80,8 @@ def scan_chunked(
     u4, dl4 = u.reshape(shape4), delta.reshape(shape4)
     A5 = A.reshape(1, groups, dim // groups, 1, d_state)
     step = choose_chunk(delta, A, chunk)
-    recompute = torch.is_grad_enabled() and any(t.requires_grad for t in (u, delta, A, B, C))
+    # recomputing chunks in the backward pass only saves memory when there are several
+    recompute = step < length and torch.is_grad_enabled() and any(t.requires_grad for t in (u, delta, A, B, C))
     h = u.new_zeros(batch, groups, dim // groups, d_state)
     ys = []
     for t0 in range(0, length, step):
