@@ -1,0 +1,166 @@
+"""GPU throughput of the vision backbones against timm baselines, in one run.
+
+    python benchmarks/bench_vision_gpu.py [--batch 128] [--models ...] [--scan-backend triton|torch]
+
+Per model, batch 128 at 224x224, random inputs (fresh per timed call set):
+- inference img/s: eval mode, no_grad, fp32 and bf16 autocast;
+- training img/s: bf16 autocast forward + backward + AdamW step;
+then a profile of one VMamba-T training step by CUDA kernel (where the time goes).
+Prints a table and writes benchmarks/results/vision_<gpu>.json. Needs a CUDA device.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+
+import timm
+import torch
+
+import ssm_apps.vision  # noqa: F401  (registers the models)
+
+RESULTS = Path(__file__).resolve().parent / "results"
+OURS = ["vmamba_tiny_s1l8", "vmamba_small_s2l15", "vmamba_base_s2l15",
+        "efficientvmamba_tiny", "efficientvmamba_small", "efficientvmamba_base"]
+BASELINES = ["convnext_tiny", "swin_tiny_patch4_window7_224", "resnet50"]
+# Official VMamba (its oflex CUDA scan + Triton cross-scan) on an H100, torch 2.11, batch 128 (the issue's figures).
+OFFICIAL = {"vmamba_tiny_s1l8": (1168, 1066), "vmamba_small_s2l15": (427, 536), "vmamba_base_s2l15": (321, 419)}
+
+
+def timed(fn, iters: int) -> float:
+    """Median seconds per call over ``iters`` calls (CUDA events), after 3 warm-up calls."""
+    for _ in range(3):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(iters):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) / 1e3)
+    return sorted(times)[len(times) // 2]
+
+
+def set_backend(model: torch.nn.Module, backend: str | None) -> None:
+    for m in model.modules():
+        if hasattr(m, "scan_backend"):
+            m.scan_backend = backend
+
+
+def measure(name: str, batch: int, iters: int, backend: str | None) -> dict:
+    model = timm.create_model(name, num_classes=1000).cuda()
+    set_backend(model, backend)
+    inputs = [torch.randn(batch, 3, 224, 224, device="cuda") for _ in range(2)]
+    flip = [0]
+
+    def next_input() -> torch.Tensor:
+        flip[0] ^= 1
+        return inputs[flip[0]]
+
+    model.eval()
+    with torch.no_grad():
+        t32 = timed(lambda: model(next_input()), iters)
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            t16 = timed(lambda: model(next_input()), iters)
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    target = torch.randint(0, 1000, (batch,), device="cuda")
+
+    def train_step() -> None:
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = torch.nn.functional.cross_entropy(model(next_input()), target)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    ttrain = timed(train_step, iters)
+    params = sum(p.numel() for p in model.parameters())
+    del model, opt
+    torch.cuda.empty_cache()
+    return {"model": name, "params": params, "infer_fp32_img_s": batch / t32, "infer_bf16_img_s": batch / t16,
+            "train_bf16_img_s": batch / ttrain}
+
+
+def profile_training(name: str, batch: int, backend: str | None, top: int = 15) -> list[dict]:
+    model = timm.create_model(name, num_classes=1000).cuda().train()
+    set_backend(model, backend)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    x = torch.randn(batch, 3, 224, 224, device="cuda")
+    y = torch.randint(0, 1000, (batch,), device="cuda")
+
+    def step() -> None:
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    for _ in range(3):
+        step()
+    torch.cuda.synchronize()
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        step()
+        torch.cuda.synchronize()
+    rows = []
+    for evt in prof.key_averages():
+        t = getattr(evt, "device_time_total", None) or getattr(evt, "cuda_time_total", 0)
+        if t > 0:
+            rows.append({"kernel": evt.key[:90], "ms": t / 1e3, "calls": evt.count})
+    rows.sort(key=lambda r: -r["ms"])
+    total = sum(r["ms"] for r in rows)
+    for r in rows:
+        r["share"] = r["ms"] / total
+    return rows[:top]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--iters", type=int, default=10)
+    p.add_argument("--models", nargs="+", default=OURS + BASELINES)
+    p.add_argument("--scan-backend", default=None, help="force the selective-scan backend (default: best available)")
+    p.add_argument("--profile", default="vmamba_tiny_s1l8")
+    args = p.parse_args()
+    if not torch.cuda.is_available():
+        raise SystemExit("bench_vision_gpu.py needs a CUDA device")
+    torch.backends.cudnn.benchmark = True
+    gpu = torch.cuda.get_device_name()
+    rows = []
+    for name in args.models:
+        try:
+            rows.append(measure(name, args.batch, args.iters, args.scan_backend))
+        except Exception as exc:  # report the failure in the table, keep measuring the others
+            rows.append({"model": name, "error": f"{type(exc).__name__}: {exc}"[:300]})
+        r = rows[-1]
+        print(r, flush=True)
+    prof = profile_training(args.profile, args.batch, args.scan_backend) if args.profile else []
+    print(f"\n{gpu}, torch {torch.__version__}, batch {args.batch}, 224x224, scan backend {args.scan_backend or 'auto'}")
+    print(f"{'model':32s} {'params':>11s} {'inf fp32':>9s} {'inf bf16':>9s} {'train':>9s} {'official inf/train':>19s}")
+    for r in rows:
+        if "error" in r:
+            print(f"{r['model']:32s} ERROR {r['error']}")
+            continue
+        off = OFFICIAL.get(r["model"])
+        ref = f"{off[0]}/{off[1]} ({r['infer_fp32_img_s'] / off[0]:.2f}x/{r['train_bf16_img_s'] / off[1]:.2f}x)" if off else ""
+        print(f"{r['model']:32s} {r['params']:11,d} {r['infer_fp32_img_s']:9.0f} {r['infer_bf16_img_s']:9.0f} "
+              f"{r['train_bf16_img_s']:9.0f} {ref:>19s}")
+    if prof:
+        print(f"\nwhere a {args.profile} training step spends GPU time (top kernels):")
+        for r in prof:
+            print(f"  {r['share']:6.1%} {r['ms']:8.2f} ms {r['calls']:5d}x  {r['kernel']}")
+    slug = re.sub(r"[^a-z0-9]+", "_", gpu.lower()).strip("_")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"vision_{slug}.json"
+    out.write_text(json.dumps({"device": gpu, "torch": torch.__version__, "batch": args.batch,
+                               "scan_backend": args.scan_backend or "auto", "rows": rows,
+                               "official_vmamba_h100": OFFICIAL, "profile": {args.profile: prof}}, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
