@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..kernels import selective_scan
+from .ssm_branch import init_dt_
 from ..kernels.scan_patterns import cross_merge, cross_scan
 from .ssm_branch import resolve_dt_rank
 
@@ -77,20 +78,9 @@ def init_dt_A_D(
     """VMamba's ``mamba_init`` (initialize "v0"), per route: dt weight ~ U(-s, s) (or = s) with
     s = dt_rank^-0.5 * dt_scale; softplus(dt bias) log-uniform in [dt_min, dt_max]; A = -[1..N];
     D = 1; x_proj weight as nn.Linear's default (kaiming uniform, bound 1/sqrt(d_inner))."""
-    K, d_inner, dt_rank = module.dt_projs_weight.shape
-    std = dt_rank**-0.5 * dt_scale
+    d_inner = module.dt_projs_weight.shape[1]
+    init_dt_(module.dt_projs_weight, module.dt_projs_bias, dt_min, dt_max, dt_init, dt_scale, dt_init_floor)
     with torch.no_grad():
-        if dt_init == "constant":
-            module.dt_projs_weight.fill_(std)
-        elif dt_init == "random":
-            module.dt_projs_weight.uniform_(-std, std)
-        else:
-            raise ValueError(f"dt_init must be 'constant' or 'random'; got {dt_init!r}")
-        dt = torch.exp(
-            torch.rand(K, d_inner, device=module.dt_projs_bias.device) * (math.log(dt_max) - math.log(dt_min))
-            + math.log(dt_min)
-        ).clamp(min=dt_init_floor)
-        module.dt_projs_bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # inverse softplus
         n = module.A_logs.shape[1]
         module.A_logs.copy_(torch.log(torch.arange(1, n + 1, dtype=torch.float32, device=module.A_logs.device)))
         module.Ds.fill_(1.0)

@@ -29,6 +29,33 @@ def resolve_dt_rank(d_model: int, dt_rank: int | str) -> int:
     return math.ceil(d_model / 16) if dt_rank == "auto" else int(dt_rank)
 
 
+def init_dt_(
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    dt_min: float = 0.001,
+    dt_max: float = 0.1,
+    dt_init: str = "random",
+    dt_scale: float = 1.0,
+    dt_init_floor: float = 1e-4,
+) -> None:
+    """Mamba's dt_proj initialisation, in place, for one route or K stacked routes.
+
+    weight (..., d_inner, dt_rank) ~ U(-s, s) ("random") or = s ("constant"), s = dt_rank^-0.5 * dt_scale;
+    bias (..., d_inner) such that softplus(bias) is log-uniform in [dt_min, dt_max], floored at dt_init_floor.
+    """
+    std = weight.shape[-1] ** -0.5 * dt_scale
+    with torch.no_grad():
+        if dt_init == "constant":
+            weight.fill_(std)
+        elif dt_init == "random":
+            weight.uniform_(-std, std)
+        else:
+            raise ValueError(f"dt_init must be 'constant' or 'random'; got {dt_init!r}")
+        dt = torch.exp(torch.rand(bias.shape, device=bias.device) * (math.log(dt_max) - math.log(dt_min))
+                       + math.log(dt_min)).clamp(min=dt_init_floor)
+        bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # inverse softplus
+
+
 def build_ssm_params(
     d_inner: int,
     d_state: int,
@@ -50,17 +77,7 @@ def build_ssm_params(
     conv1d = nn.Conv1d(d_inner, d_inner, d_conv, groups=d_inner, padding=d_conv - 1, bias=conv_bias)
     x_proj = nn.Linear(d_inner, dt_rank + 2 * d_state, bias=False)
     dt_proj = nn.Linear(dt_rank, d_inner, bias=True)
-    std = dt_rank**-0.5 * dt_scale
-    if dt_init == "constant":
-        nn.init.constant_(dt_proj.weight, std)
-    elif dt_init == "random":
-        nn.init.uniform_(dt_proj.weight, -std, std)
-    else:
-        raise ValueError(f"dt_init must be 'constant' or 'random'; got {dt_init!r}")
-    dt = torch.exp(torch.rand(d_inner) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min))
-    dt = dt.clamp(min=dt_init_floor)
-    with torch.no_grad():
-        dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # inverse softplus
+    init_dt_(dt_proj.weight, dt_proj.bias, dt_min, dt_max, dt_init, dt_scale, dt_init_floor)
     A_log = nn.Parameter(torch.log(torch.arange(1, d_state + 1, dtype=torch.float32).repeat(d_inner, 1)))
     D = nn.Parameter(torch.ones(d_inner))
     A_log._no_weight_decay = True  # type: ignore[attr-defined]
