@@ -14,6 +14,7 @@ import warnings
 from pathlib import Path
 
 import lightning as L
+from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.cli import LightningCLI
 
 from .training import AtomicCheckpointIO
@@ -60,9 +61,8 @@ def demo(args: list[str]) -> dict[str, float]:
     print("\n== ssm-apps demo ==")
     print("  " + "  ".join(f"{k} {v:.4f}" for k, v in summary.items()))
     print(f"  best checkpoint: {trainer.checkpoint_callback.best_model_path}")
-    writers = [cb for cb in trainer.callbacks if hasattr(cb, "output_dir")]
-    for w in writers:
-        print(f"  predictions: {w.output_dir}/forecasts.csv, plot: {w.output_dir}/forecast.png")
+    for writer in (cb for cb in trainer.callbacks if isinstance(cb, BasePredictionWriter)):
+        print(f"  predictions written under: {getattr(writer, 'output_dir', '(see the writer)')}")
     print(f"  wall time: {minutes:.1f} min")
     return summary
 

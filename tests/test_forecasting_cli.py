@@ -105,6 +105,22 @@ def test_resume_from_last_checkpoint_continues_where_it_stopped(tmp_path, monkey
     assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(7e-5 * 0.5 ** 2)
 
 
+def test_last_checkpoint_follows_training_when_best_stops_improving(tmp_path, monkeypatch):
+    """last.ckpt must hold the latest epoch, not the best one: flip the best checkpoint's mode so it never improves."""
+    import yaml
+
+    monkeypatch.chdir(tmp_path)
+    cfg = yaml.safe_load(open(CONFIG))
+    best_cb = next(c for c in cfg["trainer"]["callbacks"] if c["init_args"].get("filename") == "best")
+    best_cb["init_args"]["mode"] = "max"
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
+    cli("fit", "--config", str(tmp_path / "cfg.yaml"), *FAST, "--trainer.max_epochs", "3")
+    last = torch.load(RUN / "checkpoints" / "last.ckpt", weights_only=False)
+    best = torch.load(RUN / "checkpoints" / "best.ckpt", weights_only=False)
+    assert last["epoch"] == 2 and last["global_step"] == 15
+    assert best["epoch"] < 2  # val loss falls, so a "max" best stays early: the two files really differ
+
+
 def test_ddp_two_cpu_ranks_agree(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), str(REPO), os.environ.get("PYTHONPATH", "")])}
     cmd = [sys.executable, "-m", "ssm_apps.cli", "fit", "--config", CONFIG, *FAST,
