@@ -82,18 +82,18 @@ def scan_chunked(
     step = choose_chunk(delta, A, chunk)
     # recomputing chunks in the backward pass only saves memory when there are several
     recompute = step < length and torch.is_grad_enabled() and any(t.requires_grad for t in (u, delta, A, B, C))
+    n_chunks = -(-length // step)
+
+    def chunks(x: torch.Tensor, dim: int) -> list[torch.Tensor]:
+        # split once (one concatenating backward) rather than slicing per chunk, whose backward
+        # would build a full-length zero tensor per chunk
+        return list(torch.split(x, step, dim=dim)) if x.shape[dim] > 1 else [x] * n_chunks
+
+    pieces = zip(chunks(u4, -1), chunks(dl4, -1), chunks(Bv, -2), chunks(Cv, -2))
     h = u.new_zeros(batch, groups, dim // groups, d_state)
     ys = []
-    for t0 in range(0, length, step):
-        sl = slice(t0, min(t0 + step, length))
-        args = (
-            u4[..., sl],
-            dl4[..., sl],
-            A5,
-            Bv[..., sl, :] if Bv.shape[-2] > 1 else Bv,
-            Cv[..., sl, :] if Cv.shape[-2] > 1 else Cv,
-            h,
-        )
+    for u_c, dl_c, B_c, C_c in pieces:
+        args = (u_c, dl_c, A5, B_c, C_c, h)
         y, h = checkpoint(_scan_chunk, *args, use_reentrant=False) if recompute else _scan_chunk(*args)
         ys.append(y)
     return torch.cat(ys, dim=-1).reshape(batch, dim, length), h.reshape(batch, dim, d_state)
