@@ -44,6 +44,7 @@ def selective_scan(
     delta_softplus: bool = False,
     return_last_state: bool = False,
     backend: Backend | None = None,
+    out_dtype: torch.dtype | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Selective state-space scan (Mamba-1), as mamba_ssm's ``selective_scan_fn``.
 
@@ -56,12 +57,15 @@ def selective_scan(
         D: (d,) float32 skip weight; z: (b, d, L) gate; delta_bias: (d,) float32.
         return_last_state: also return the final state (b, d, n) float32.
         backend: "ref" (sequential), "torch" (chunked), "triton" (CUDA), None = best available.
+        out_dtype: dtype of ``out`` (default u's), e.g. float32 output from 16-bit inputs.
 
     Returns:
-        out (b, d, L) in u's dtype, ``(y + D * u) * silu(z)``; and the last state if asked.
+        out (b, d, L) in ``out_dtype`` or u's dtype, ``(y + D * u) * silu(z)``; and the last state if asked.
         Arithmetic is float32 whatever the input dtype.
     """
     check_scan_inputs(u, delta, A, B, C, D, z, delta_bias)
+    if out_dtype is not None and out_dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        raise ValueError(f"selective_scan: argument 'out_dtype' must be float32/float16/bfloat16 or None; got {out_dtype}")
     backend = backend or default_backend(u.device)
     if backend not in BACKENDS:
         raise ValueError(f"selective_scan: argument 'backend' must be one of {BACKENDS} or None; got {backend!r}")
@@ -72,7 +76,8 @@ def selective_scan(
             )
         from .scan_triton import selective_scan_triton
 
-        return selective_scan_triton(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
+        return selective_scan_triton(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state,
+                                     out_dtype=out_dtype)
 
     dtype_in = u.dtype
     u32 = u.float()
@@ -86,5 +91,5 @@ def selective_scan(
     out = y if D is None else y + u32 * D[:, None]
     if z is not None:
         out = out * F.silu(z.float())
-    out = out.to(dtype_in)
+    out = out.to(out_dtype or dtype_in)
     return (out, last_state) if return_last_state else out
