@@ -5,7 +5,8 @@
 Per model, batch 128 at 224x224, random inputs (fresh per timed call set):
 - inference img/s: eval mode, no_grad, fp32 and bf16 autocast;
 - training img/s: bf16 autocast forward + backward + AdamW step;
-then a profile of one VMamba-T training step by CUDA kernel (where the time goes).
+then a profile of one VMamba-T training step (where the time goes): by CUDA kernel, by module
+(forward) and by autograd node (backward).
 Prints a table and writes benchmarks/results/vision_<gpu>.json. Needs a CUDA device.
 """
 from __future__ import annotations
@@ -84,7 +85,48 @@ def measure(name: str, batch: int, iters: int, backend: str | None) -> dict:
             "train_bf16_img_s": batch / ttrain}
 
 
-def profile_training(name: str, batch: int, backend: str | None, top: int = 15) -> list[dict]:
+# Modules whose forward time is reported separately ("where the time goes, by module").
+PROFILED_MODULES = ("PatchEmbedV1", "PatchEmbedV2", "SS2D", "ES2D", "Mlp", "ConvBranch", "BiAttn",
+                    "InvertedResidual", "ConvDownsample", "PatchMerging2D", "ClassifierHead")
+BACKWARD_PREFIX = "autograd::engine::evaluate_function: "
+
+
+def _device_ms(evt) -> float:
+    return (getattr(evt, "device_time_total", None) or getattr(evt, "cuda_time_total", 0)) / 1e3
+
+
+def _with_module_ranges(model: torch.nn.Module) -> list:
+    """Forward hooks opening/closing a profiler range "fwd::<class>" around each profiled module, and
+    one around SS2D.scan (patterns + selective scan). Returns the handles (remove them when done)."""
+    handles = []
+    for m in model.modules():
+        name = type(m).__name__
+        if name not in PROFILED_MODULES:
+            continue
+
+        def pre(mod, args, _name=name):
+            mod._bench_range = torch.autograd.profiler.record_function(f"fwd::{_name}")
+            mod._bench_range.__enter__()
+
+        def post(mod, args, out):
+            mod._bench_range.__exit__(None, None, None)
+
+        handles += [m.register_forward_pre_hook(pre), m.register_forward_hook(post)]
+        if hasattr(m, "scan") and not hasattr(m.scan, "_bench_wrapped"):
+            scan = m.scan
+
+            def ranged_scan(x, _scan=scan):
+                with torch.autograd.profiler.record_function("fwd::SS2D.scan (patterns + selective scan)"):
+                    return _scan(x)
+
+            ranged_scan._bench_wrapped = True
+            m.scan = ranged_scan
+    return handles
+
+
+def profile_training(name: str, batch: int, backend: str | None, top: int = 15) -> dict[str, list[dict]]:
+    """One bf16 training step under the profiler: GPU time by CUDA kernel, by module (forward) and by
+    autograd node (backward). Shares are of the step's total kernel time."""
     model = timm.create_model(name, num_classes=1000).cuda().train()
     set_backend(model, backend)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
@@ -103,19 +145,39 @@ def profile_training(name: str, batch: int, backend: str | None, top: int = 15) 
     torch.cuda.synchronize()
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+    handles = _with_module_ranges(model)
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
         step()
         torch.cuda.synchronize()
-    rows = []
+    for h in handles:
+        h.remove()
+    kernels, modules, backward = [], {}, {}
     for evt in prof.key_averages():
-        t = getattr(evt, "device_time_total", None) or getattr(evt, "cuda_time_total", 0)
-        if t > 0:
-            rows.append({"kernel": evt.key[:90], "ms": t / 1e3, "calls": evt.count})
-    rows.sort(key=lambda r: -r["ms"])
-    total = sum(r["ms"] for r in rows)
-    for r in rows:
-        r["share"] = r["ms"] / total
-    return rows[:top]
+        ms = _device_ms(evt)
+        if ms <= 0:
+            continue
+        if str(evt.device_type).endswith("CUDA"):
+            if not evt.key.startswith(("fwd::", BACKWARD_PREFIX)):
+                kernels.append({"kernel": evt.key[:90], "ms": ms, "calls": evt.count})
+        elif evt.key.startswith("fwd::"):
+            modules[evt.key] = modules.get(evt.key, 0.0) + ms
+        elif evt.key.startswith(BACKWARD_PREFIX):
+            node = re.sub(r"\d+$", "", evt.key[len(BACKWARD_PREFIX):])
+            backward[f"bwd::{node}"] = backward.get(f"bwd::{node}", 0.0) + ms
+    total = sum(k["ms"] for k in kernels)
+
+    def table(items: list[dict]) -> list[dict]:
+        items.sort(key=lambda r: -r["ms"])
+        for r in items:
+            r["share"] = r["ms"] / total
+        return items[:top]
+
+    return {
+        "step_kernel_ms": total,
+        "kernels": table(kernels),
+        "forward_by_module": table([{"kernel": k, "ms": v, "calls": 0} for k, v in modules.items()]),
+        "backward_by_node": table([{"kernel": k, "ms": v, "calls": 0} for k, v in backward.items()]),
+    }
 
 
 def main() -> None:
@@ -125,6 +187,7 @@ def main() -> None:
     p.add_argument("--models", nargs="+", default=OURS + BASELINES)
     p.add_argument("--scan-backend", default=None, help="force the selective-scan backend (default: best available)")
     p.add_argument("--profile", default="vmamba_tiny_s1l8")
+    p.add_argument("--out", type=Path, help="JSON path (default benchmarks/results/vision_<gpu>_<backend>.json)")
     args = p.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("bench_vision_gpu.py needs a CUDA device")
@@ -150,12 +213,16 @@ def main() -> None:
         print(f"{r['model']:32s} {r['params']:11,d} {r['infer_fp32_img_s']:9.0f} {r['infer_bf16_img_s']:9.0f} "
               f"{r['train_bf16_img_s']:9.0f} {ref:>19s}")
     if prof:
-        print(f"\nwhere a {args.profile} training step spends GPU time (top kernels):")
-        for r in prof:
-            print(f"  {r['share']:6.1%} {r['ms']:8.2f} ms {r['calls']:5d}x  {r['kernel']}")
+        print(f"\nwhere a {args.profile} training step spends GPU time ({prof['step_kernel_ms']:.1f} ms of kernels):")
+        for title, key in (("top kernels", "kernels"), ("forward by module", "forward_by_module"),
+                           ("backward by autograd node", "backward_by_node")):
+            print(f" {title}:")
+            for r in prof[key]:
+                calls = f"{r['calls']:5d}x" if r["calls"] else "      "
+                print(f"  {r['share']:6.1%} {r['ms']:8.2f} ms {calls}  {r['kernel']}")
     slug = re.sub(r"[^a-z0-9]+", "_", gpu.lower()).strip("_")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"vision_{slug}.json"
+    out = args.out or RESULTS / f"vision_{slug}_{args.scan_backend or 'auto'}.json"
     out.write_text(json.dumps({"device": gpu, "torch": torch.__version__, "batch": args.batch,
                                "scan_backend": args.scan_backend or "auto", "rows": rows,
                                "official_vmamba_h100": OFFICIAL, "profile": {args.profile: prof}}, indent=2))
