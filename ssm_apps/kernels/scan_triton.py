@@ -161,18 +161,43 @@ def _sub_range(L, seg, seg_ck, KS: tl.constexpr, T: tl.constexpr):
     return n_sub, c_begin, c_end
 
 
+@triton.jit
+def _offsets(idx_ptr, grp, t, mask_t, L, row, xrow, base2, c, T: tl.constexpr, GATHER: tl.constexpr):
+    """(delta-layout offsets [T, BD], u / merged-output offsets [T, BD], positions [T]) of sub-chunk c.
+
+    Plain scan: both offsets are row * L + t. Fused pattern scan (GATHER): step t of route ``grp``
+    sits at pixel p = idx[grp, t]; delta-like tensors (b, K*c, L) are read at row * L + p and x /
+    the merged output (b, c, L) at xrow * L + p."""
+    if GATHER:
+        pos = tl.load(idx_ptr + grp * L + t, mask=mask_t, other=0)
+        return row[None, :] + pos[:, None], xrow[None, :] + pos[:, None], pos
+    else:
+        ptr2 = base2 + c * T
+        return ptr2, ptr2, t
+
+
+@triton.jit
+def _next_offsets(idx_ptr, grp, t, L, row, ptr2, GATHER: tl.constexpr):
+    """Delta-layout offsets of step t + 1 (for dt_{t+1} in the backward scans)."""
+    if GATHER:
+        pos = tl.load(idx_ptr + grp * L + t + 1, mask=t + 1 < L, other=0)
+        return row[None, :] + pos[:, None]
+    else:
+        return ptr2 + 1
+
+
 # ----------------------------------------------------------------------------- forward
 
 @triton.jit
 def _scan_fwd_kernel(
-    u_ptr, dt_ptr, z_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, out_ptr, st_ptr, h0_ptr,
+    u_ptr, dt_ptr, z_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, out_ptr, st_ptr, h0_ptr, idx_ptr,
     L, dim, dstate, dg, n_ckpt, n_seg, seg_ck,
     sB_b, sB_g, rB, sC_b, sC_g, rC,
     key_n, key_L, key_P, key_F,
     NB: tl.constexpr, S: tl.constexpr, T: tl.constexpr, BD: tl.constexpr,
     HAS_Z: tl.constexpr, HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     B_VAR: tl.constexpr, C_VAR: tl.constexpr, SAVE_ALL: tl.constexpr, SAVE_LAST: tl.constexpr,
-    HAS_H0: tl.constexpr,
+    HAS_H0: tl.constexpr, GATHER: tl.constexpr = False, ATOMIC_OUT: tl.constexpr = False,
 ):
     KS: tl.constexpr = S // T
     pid, bi, grp, offs_d = _coords(dim, dg, BD)
@@ -184,6 +209,7 @@ def _scan_fwd_kernel(
     offs_t = tl.arange(0, T)
     mask_nd = mask_n[:, None] & mask_d[None, :]
     row = (bi * dim + ch).to(tl.int64) * L
+    xrow = (bi * dg + offs_d).to(tl.int64) * L  # GATHER: x / merged rows (b, c = dg, L)
     base2 = row[None, :] + offs_t[:, None]  # [T, BD] offsets of (bi, ch, t) for the first sub-chunk
 
     A2 = tl.load(A_ptr + ch[None, :] * dstate + offs_n[:, None], mask=mask_nd, other=0.0) * _LOG2E
@@ -217,14 +243,14 @@ def _scan_fwd_kernel(
         t = c * T + offs_t
         mask_t = t < L
         m2 = mask_t[:, None] & mask_d[None, :]
-        ptr2 = base2 + c * T
-        u = tl.load(u_ptr + ptr2, mask=m2, other=0.0).to(tl.float32)
+        ptr2, uoff, pos = _offsets(idx_ptr, grp, t, mask_t, L, row, xrow, base2, c, T, GATHER)
+        u = tl.load(u_ptr + uoff, mask=m2, other=0.0).to(tl.float32)
         _, dt = _dt_of(tl.load(dt_ptr + ptr2, mask=m2, other=0.0), bias, m2, HAS_BIAS, SOFTPLUS)
         dtu = dt * u
         a = tl.exp2(dt[:, None, :] * A2[None, :, :])
         if B_VAR:
             mtn = mask_t[:, None] & mask_n[None, :]
-            Bt = tl.load(B_base + t[:, None], mask=mtn, other=0.0).to(tl.float32)
+            Bt = tl.load(B_base + pos[:, None], mask=mtn, other=0.0).to(tl.float32)
             bx = dtu[:, None, :] * Bt[:, :, None]
         else:
             bx = dtu[:, None, :] * Bc[None, :, :]
@@ -233,7 +259,7 @@ def _scan_fwd_kernel(
         h = _pick(hs, is_last, 0)
         if C_VAR:
             mtn = mask_t[:, None] & mask_n[None, :]
-            Ct = tl.load(C_base + t[:, None], mask=mtn, other=0.0).to(tl.float32)
+            Ct = tl.load(C_base + pos[:, None], mask=mtn, other=0.0).to(tl.float32)
             y = tl.sum(hs * Ct[:, :, None], axis=1)
         else:
             y = tl.sum(hs * Cc[None, :, :], axis=1)
@@ -242,7 +268,10 @@ def _scan_fwd_kernel(
         if HAS_Z:
             zz = tl.load(z_ptr + ptr2, mask=m2, other=0.0).to(tl.float32)
             y = y * zz / (1.0 + tl.exp2(-zz * _LOG2E))
-        tl.store(out_ptr + ptr2, y.to(out_ptr.dtype.element_ty), mask=m2)
+        if ATOMIC_OUT:  # GATHER: sum the routes into the float32 (b, c, L) map
+            tl.atomic_add(out_ptr + uoff, y, mask=m2, sem="relaxed")
+        else:  # plain: scan order; GATHER: per-route rows at their pixels (b, K*c, L)
+            tl.store(out_ptr + ptr2, y.to(out_ptr.dtype.element_ty), mask=m2)
         if SAVE_ALL:
             at_ckpt = ((c + 1) % KS == 0) | (c == n_sub - 1)
             tl.store(st_ptrs + tl.cast(c // KS, tl.int64) * st_step, h, mask=mask_nd & at_ckpt)
@@ -253,12 +282,12 @@ def _scan_fwd_kernel(
 
 @triton.jit
 def _scan_fwd_seg_kernel(
-    u_ptr, dt_ptr, A_ptr, B_ptr, bias_ptr, hend_ptr, dts_ptr,
+    u_ptr, dt_ptr, A_ptr, B_ptr, bias_ptr, hend_ptr, dts_ptr, idx_ptr,
     L, dim, dstate, dg, n_seg, seg_ck,
     sB_b, sB_g, rB,
     key_n, key_L, key_P, key_F,
     NB: tl.constexpr, S: tl.constexpr, T: tl.constexpr, BD: tl.constexpr,
-    HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, B_VAR: tl.constexpr,
+    HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, B_VAR: tl.constexpr, GATHER: tl.constexpr = False,
 ):
     """Sequence-parallel pass 1: each segment's end state from a zero start, and its sum of dt."""
     KS: tl.constexpr = S // T
@@ -271,6 +300,7 @@ def _scan_fwd_seg_kernel(
     offs_t = tl.arange(0, T)
     mask_nd = mask_n[:, None] & mask_d[None, :]
     row = (bi * dim + ch).to(tl.int64) * L
+    xrow = (bi * dg + offs_d).to(tl.int64) * L  # GATHER: x / merged rows (b, c = dg, L)
     base2 = row[None, :] + offs_t[:, None]
     A2 = tl.load(A_ptr + ch[None, :] * dstate + offs_n[:, None], mask=mask_nd, other=0.0) * _LOG2E
     bias = tl.zeros([BD], dtype=tl.float32)
@@ -289,12 +319,12 @@ def _scan_fwd_seg_kernel(
         t = c * T + offs_t
         mask_t = t < L
         m2 = mask_t[:, None] & mask_d[None, :]
-        ptr2 = base2 + c * T
-        u = tl.load(u_ptr + ptr2, mask=m2, other=0.0).to(tl.float32)
+        ptr2, uoff, pos = _offsets(idx_ptr, grp, t, mask_t, L, row, xrow, base2, c, T, GATHER)
+        u = tl.load(u_ptr + uoff, mask=m2, other=0.0).to(tl.float32)
         _, dt = _dt_of(tl.load(dt_ptr + ptr2, mask=m2, other=0.0), bias, m2, HAS_BIAS, SOFTPLUS)
         a = tl.exp2(dt[:, None, :] * A2[None, :, :])
         if B_VAR:
-            Bt = tl.load(B_base + t[:, None], mask=mask_t[:, None] & mask_n[None, :], other=0.0)
+            Bt = tl.load(B_base + pos[:, None], mask=mask_t[:, None] & mask_n[None, :], other=0.0)
             bx = (dt * u)[:, None, :] * Bt.to(tl.float32)[:, :, None]
         else:
             bx = (dt * u)[:, None, :] * Bc[None, :, :]
@@ -333,12 +363,13 @@ def _seg_fwd_combine_kernel(hend_ptr, dts_ptr, A_ptr, hin_ptr, dim, dstate, n_se
 
 @triton.jit
 def _scan_bwd_seg_kernel(
-    dt_ptr, z_ptr, A_ptr, C_ptr, bias_ptr, dout_ptr, dhl_ptr, dtsn_ptr,
+    dt_ptr, z_ptr, A_ptr, C_ptr, bias_ptr, dout_ptr, dhl_ptr, dtsn_ptr, idx_ptr,
     L, dim, dstate, dg, n_seg, seg_ck,
     sC_b, sC_g, rC,
     key_n, key_L, key_P, key_F,
     NB: tl.constexpr, S: tl.constexpr, T: tl.constexpr, BD: tl.constexpr,
     HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, C_VAR: tl.constexpr,
+    GATHER: tl.constexpr = False,
 ):
     """Sequence-parallel backward pass 1: for segments 1.., dh at the segment start with no gradient
     entering from later steps, and the sum of dt_{t+1} over the segment (its dh decay)."""
@@ -352,6 +383,7 @@ def _scan_bwd_seg_kernel(
     offs_t = tl.arange(0, T)
     mask_nd = mask_n[:, None] & mask_d[None, :]
     row = (bi * dim + ch).to(tl.int64) * L
+    xrow = (bi * dg + offs_d).to(tl.int64) * L  # GATHER: x / merged rows (b, c = dg, L)
     base2 = row[None, :] + offs_t[:, None]
     A2 = tl.load(A_ptr + ch[None, :] * dstate + offs_n[:, None], mask=mask_nd, other=0.0) * _LOG2E
     bias = tl.zeros([BD], dtype=tl.float32)
@@ -371,15 +403,16 @@ def _scan_bwd_seg_kernel(
         t = c * T + offs_t
         mask_t = t < L
         m2 = mask_t[:, None] & mask_d[None, :]
-        ptr2 = base2 + c * T
+        ptr2, uoff, pos = _offsets(idx_ptr, grp, t, mask_t, L, row, xrow, base2, c, T, GATHER)
         m2n = (t + 1 < L)[:, None] & mask_d[None, :]
-        _, dt_next = _dt_of(tl.load(dt_ptr + ptr2 + 1, mask=m2n, other=0.0), bias, m2n, HAS_BIAS, SOFTPLUS)
-        dy = tl.load(dout_ptr + ptr2, mask=m2, other=0.0).to(tl.float32)
+        nptr2 = _next_offsets(idx_ptr, grp, t, L, row, ptr2, GATHER)
+        _, dt_next = _dt_of(tl.load(dt_ptr + nptr2, mask=m2n, other=0.0), bias, m2n, HAS_BIAS, SOFTPLUS)
+        dy = tl.load(dout_ptr + uoff, mask=m2, other=0.0).to(tl.float32)  # GATHER: merged (b, c, L)
         if HAS_Z:
             zz = tl.load(z_ptr + ptr2, mask=m2, other=0.0).to(tl.float32)
             dy = dy * zz / (1.0 + tl.exp2(-zz * _LOG2E))
         if C_VAR:
-            Ct = tl.load(C_base + t[:, None], mask=mask_t[:, None] & mask_n[None, :], other=0.0)
+            Ct = tl.load(C_base + pos[:, None], mask=mask_t[:, None] & mask_n[None, :], other=0.0)
             x = Ct.to(tl.float32)[:, :, None] * dy[:, None, :]
         else:
             x = Cc[None, :, :] * dy[:, None, :]
@@ -423,7 +456,7 @@ def _seg_bwd_combine_kernel(dhl_ptr, dtsn_ptr, A_ptr, dlast_ptr, dhin_ptr, dim, 
 @triton.jit
 def _scan_bwd_kernel(
     u_ptr, dt_ptr, z_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, st_ptr, dout_ptr, dh0_ptr, scr_ptr,
-    du_ptr, ddt_ptr, dz_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dbias_ptr,
+    du_ptr, ddt_ptr, dz_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dbias_ptr, idx_ptr,
     L, dim, dstate, dg, n_ckpt, n_seg, seg_ck,
     sB_b, sB_g, rB, sC_b, sC_g, rC,
     sdB_b, sdB_g, sdC_b, sdC_g,
@@ -431,6 +464,7 @@ def _scan_bwd_kernel(
     NB: tl.constexpr, S: tl.constexpr, T: tl.constexpr, BD: tl.constexpr,
     HAS_Z: tl.constexpr, HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     B_VAR: tl.constexpr, C_VAR: tl.constexpr, HAS_DH0: tl.constexpr,
+    GATHER: tl.constexpr = False, ATOMIC_OUT: tl.constexpr = False,
 ):
     KS: tl.constexpr = S // T
     pid, bi, grp, offs_d = _coords(dim, dg, BD)
@@ -442,6 +476,7 @@ def _scan_bwd_kernel(
     offs_t = tl.arange(0, T)
     mask_nd = mask_n[:, None] & mask_d[None, :]
     row = (bi * dim + ch).to(tl.int64) * L
+    xrow = (bi * dg + offs_d).to(tl.int64) * L  # GATHER: x / merged rows (b, c = dg, L)
     base2 = row[None, :] + offs_t[:, None]
 
     A = tl.load(A_ptr + ch[None, :] * dstate + offs_n[:, None], mask=mask_nd, other=0.0)
@@ -496,12 +531,12 @@ def _scan_bwd_kernel(
             t = (c0 + k) * T + offs_t
             mask_t = t < L
             m2 = mask_t[:, None] & mask_d[None, :]
-            ptr2 = base2 + (c0 + k) * T
-            u = tl.load(u_ptr + ptr2, mask=m2, other=0.0).to(tl.float32)
+            ptr2, uoff, pos = _offsets(idx_ptr, grp, t, mask_t, L, row, xrow, base2, c0 + k, T, GATHER)
+            u = tl.load(u_ptr + uoff, mask=m2, other=0.0).to(tl.float32)
             _, dt = _dt_of(tl.load(dt_ptr + ptr2, mask=m2, other=0.0), bias, m2, HAS_BIAS, SOFTPLUS)
             a = tl.exp2(dt[:, None, :] * A2[None, :, :])
             if B_VAR:
-                Bt = tl.load(B_base + t[:, None], mask=mask_t[:, None] & mask_n[None, :], other=0.0)
+                Bt = tl.load(B_base + pos[:, None], mask=mask_t[:, None] & mask_n[None, :], other=0.0)
                 bx = (dt * u)[:, None, :] * Bt.to(tl.float32)[:, :, None]
             else:
                 bx = (dt * u)[:, None, :] * Bc[None, :, :]
@@ -517,20 +552,21 @@ def _scan_bwd_kernel(
             t = c * T + offs_t
             mask_t = t < L
             m2 = mask_t[:, None] & mask_d[None, :]
-            ptr2 = base2 + c * T
-            u = tl.load(u_ptr + ptr2, mask=m2, other=0.0).to(tl.float32)
+            ptr2, uoff, pos = _offsets(idx_ptr, grp, t, mask_t, L, row, xrow, base2, c, T, GATHER)
+            u = tl.load(u_ptr + uoff, mask=m2, other=0.0).to(tl.float32)
             raw, dt = _dt_of(tl.load(dt_ptr + ptr2, mask=m2, other=0.0), bias, m2, HAS_BIAS, SOFTPLUS)
             m2n = (t + 1 < L)[:, None] & mask_d[None, :]
-            _, dt_next = _dt_of(tl.load(dt_ptr + ptr2 + 1, mask=m2n, other=0.0), bias, m2n, HAS_BIAS, SOFTPLUS)
-            dout = tl.load(dout_ptr + ptr2, mask=m2, other=0.0).to(tl.float32)
+            nptr2 = _next_offsets(idx_ptr, grp, t, L, row, ptr2, GATHER)
+            _, dt_next = _dt_of(tl.load(dt_ptr + nptr2, mask=m2n, other=0.0), bias, m2n, HAS_BIAS, SOFTPLUS)
+            dout = tl.load(dout_ptr + uoff, mask=m2, other=0.0).to(tl.float32)  # GATHER: merged (b, c, L)
             h0 = tl.load(scr_ptrs + k * (NB * BD))
             mtn = mask_t[:, None] & mask_n[None, :]
             if B_VAR:
-                Bt = tl.load(B_base + t[:, None], mask=mtn, other=0.0).to(tl.float32)[:, :, None]
+                Bt = tl.load(B_base + pos[:, None], mask=mtn, other=0.0).to(tl.float32)[:, :, None]
             else:
                 Bt = Bc[None, :, :]
             if C_VAR:
-                Ct = tl.load(C_base + t[:, None], mask=mtn, other=0.0).to(tl.float32)[:, :, None]
+                Ct = tl.load(C_base + pos[:, None], mask=mtn, other=0.0).to(tl.float32)[:, :, None]
             else:
                 Ct = Cc[None, :, :]
 
@@ -575,7 +611,10 @@ def _scan_bwd_kernel(
             du = dt * s1
             if HAS_D:
                 du += dy * Dv[None, :]
-            tl.store(du_ptr + ptr2, du.to(du_ptr.dtype.element_ty), mask=m2)
+            if ATOMIC_OUT:  # GATHER: sum the routes into the float32 (b, c, L) map
+                tl.atomic_add(du_ptr + uoff, du, mask=m2, sem="relaxed")
+            else:  # plain: scan order; GATHER: per-route rows at their pixels (b, K*c, L)
+                tl.store(du_ptr + ptr2, du.to(du_ptr.dtype.element_ty), mask=m2)
             if SOFTPLUS:
                 ddt = ddt / (1.0 + tl.exp2(-raw * _LOG2E))
             tl.store(ddt_ptr + ptr2, ddt.to(ddt_ptr.dtype.element_ty), mask=m2)
@@ -583,12 +622,12 @@ def _scan_bwd_kernel(
                 dbias_acc += tl.sum(ddt, axis=0)
             if B_VAR:
                 dBt = tl.sum(dh * dtu[:, None, :], axis=2)     # [T, NB]
-                tl.atomic_add(dB_base + t[:, None], dBt, mask=mtn, sem="relaxed")
+                tl.atomic_add(dB_base + pos[:, None], dBt, mask=mtn, sem="relaxed")
             else:
                 dBc += tl.sum(dh * dtu[:, None, :], axis=0)
             if C_VAR:
                 dCt = tl.sum(hs * dy[:, None, :], axis=2)
-                tl.atomic_add(dC_base + t[:, None], dCt, mask=mtn, sem="relaxed")
+                tl.atomic_add(dC_base + pos[:, None], dCt, mask=mtn, sem="relaxed")
             else:
                 dCc += tl.sum(hs * dy[:, None, :], axis=0)
         tl.debug_barrier()
@@ -677,9 +716,10 @@ class _Launcher:
 
 
 _TUNED: dict = {}
-_KERNELS = {"fwd": (_scan_fwd_kernel, "fwd", None), "fseg": (_scan_fwd_seg_kernel, "fwd", None),
+# outputs accumulated with atomics are zeroed between the autotuner's trial runs
+_KERNELS = {"fwd": (_scan_fwd_kernel, "fwd", ["out_ptr"]), "fseg": (_scan_fwd_seg_kernel, "fwd", None),
             "bseg": (_scan_bwd_seg_kernel, "fwd", None),
-            "bwd": (_scan_bwd_kernel, "bwd", ["dB_ptr", "dC_ptr"])}
+            "bwd": (_scan_bwd_kernel, "bwd", ["dB_ptr", "dC_ptr", "du_ptr"])}
 
 
 def _launcher(kind: str, nb: int, dg: int) -> _Launcher:
@@ -718,8 +758,8 @@ def _bc_args(X: torch.Tensor, groups: int):
     return X4, True, X4.stride(0), X4.stride(1), groups // X4.shape[1]
 
 
-def _sizes(u, A, B, C):
-    batch, dim, length = u.shape
+def _sizes(delta, A, B, C):
+    batch, dim, length = delta.shape
     dstate = A.shape[1]
     groups = num_groups(B, C)
     n_ckpt = triton.cdiv(length, CHECKPOINT_STEPS)
@@ -730,13 +770,22 @@ def _flags(*bits) -> int:
     return sum(int(bool(b)) << i for i, b in enumerate(bits))
 
 
-def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, save_all, save_last, out_dtype):
-    batch, dim, length, dstate, groups, dg, nb, n_ckpt = _sizes(u, A, B, C)
+def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, save_all, save_last, out_dtype, index=None,
+             atomic=True):
+    """Forward launches. ``index`` (K, L) int32: fused pattern scan (u is then the map x (b, c, L),
+    delta (b, K*c, L) and B/C (b, K, n, L) per pixel); the routes are summed into out (b, c, L)
+    by float32 atomics (``atomic``) or through a per-route (b, K*c, L) buffer."""
+    batch, dim, length, dstate, groups, dg, nb, n_ckpt = _sizes(delta, A, B, C)
+    gather = index is not None
     Bk, b_var, sBb, sBg, rB = _bc_args(B, groups)
     Ck, c_var, sCb, sCg, rC = _bc_args(C, groups)
     dev = u.device
     n_seg, seg_ck = _segments(batch, dim, n_ckpt)
-    out = torch.empty((batch, dim, length), device=dev, dtype=out_dtype)
+    if gather and atomic:
+        out = torch.zeros((batch, dg, length), device=dev, dtype=torch.float32)
+    else:
+        out = torch.empty((batch, dim, length), device=dev, dtype=out_dtype)
+    idx = index if gather else A  # dummy pointer when not gathering
     n_saved = n_ckpt if save_all else 1
     states = torch.empty((batch, n_saved, dstate, dim), device=dev, dtype=torch.float32)
     has_z, has_d, has_bias = z is not None, D is not None, delta_bias is not None
@@ -746,32 +795,43 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, save_all, save_last,
     if n_seg > 1:
         hend = torch.empty((batch, n_seg, dstate, dim), device=dev, dtype=torch.float32)
         dts = torch.empty((batch, n_seg, dim), device=dev, dtype=torch.float32)
-        flags = _flags(has_bias, softplus, b_var)
+        flags = _flags(has_bias, softplus, b_var, gather)
         _launcher("fseg", nb, dg)(
             lambda meta: (batch * groups * triton.cdiv(dg, meta["BD"]), n_seg - 1), keys + (flags,) + dtypes,
-            u, delta, A, Bk, delta_bias if has_bias else u, hend, dts,
+            u, delta, A, Bk, delta_bias if has_bias else u, hend, dts, idx,
             length, dim, dstate, dg, n_seg, seg_ck, sBb, sBg, rB, *keys, flags,
-            NB=nb, S=CHECKPOINT_STEPS, HAS_BIAS=has_bias, SOFTPLUS=bool(softplus), B_VAR=b_var,
+            NB=nb, S=CHECKPOINT_STEPS, HAS_BIAS=has_bias, SOFTPLUS=bool(softplus), B_VAR=b_var, GATHER=gather,
         )
         h0 = torch.empty((batch, n_seg, dstate, dim), device=dev, dtype=torch.float32)
         cb = _combine_block(nb)
         _seg_fwd_combine_kernel[(batch * triton.cdiv(dim, cb),)](
             hend, dts, A, h0, dim, dstate, n_seg, NB=nb, BD=cb, num_warps=4)
-    flags = _flags(has_z, has_d, has_bias, softplus, b_var, c_var, save_all, save_last, n_seg > 1)
+    atomic_out = gather and atomic
+    flags = _flags(has_z, has_d, has_bias, softplus, b_var, c_var, save_all, save_last, n_seg > 1, gather,
+                   atomic_out)
     _launcher("fwd", nb, dg)(
         lambda meta: (batch * groups * triton.cdiv(dg, meta["BD"]), n_seg), keys + (flags,) + dtypes,
         u, delta, z if has_z else u, A, Bk, Ck, D if has_d else u, delta_bias if has_bias else u, out, states, h0,
-        length, dim, dstate, dg, n_saved, n_seg, seg_ck,
+        idx, length, dim, dstate, dg, n_saved, n_seg, seg_ck,
         sBb, sBg, rB, sCb, sCg, rC, *keys, flags,
         NB=nb, S=CHECKPOINT_STEPS,
         HAS_Z=has_z, HAS_D=has_d, HAS_BIAS=has_bias, SOFTPLUS=bool(softplus),
         B_VAR=b_var, C_VAR=c_var, SAVE_ALL=save_all, SAVE_LAST=save_last, HAS_H0=n_seg > 1,
+        GATHER=gather, ATOMIC_OUT=atomic_out,
     )
+    if gather:
+        if not atomic:  # per-route rows at their pixels -> sum over routes in float32
+            out = out.view(batch, groups, dg, length).sum(1, dtype=torch.float32)
+        out = out.to(out_dtype)
     return out, states
 
 
-def _backward(u, delta, A, B, C, D, z, delta_bias, softplus, states, dout, dlast):
-    batch, dim, length, dstate, groups, dg, nb, n_ckpt = _sizes(u, A, B, C)
+def _backward(u, delta, A, B, C, D, z, delta_bias, softplus, states, dout, dlast, index=None, atomic=True):
+    """Backward launches; ``index`` / ``atomic`` as in ``_forward`` (dout and du are then (b, c, L))."""
+    batch, dim, length, dstate, groups, dg, nb, n_ckpt = _sizes(delta, A, B, C)
+    gather = index is not None
+    atomic_out = gather and atomic
+    idx = index if gather else A
     Bk, b_var, sBb, sBg, rB = _bc_args(B, groups)
     Ck, c_var, sCb, sCg, rC = _bc_args(C, groups)
     dev = u.device
@@ -780,7 +840,12 @@ def _backward(u, delta, A, B, C, D, z, delta_bias, softplus, states, dout, dlast
     has_z, has_d, has_bias = z is not None, D is not None, delta_bias is not None
     keys = (nb, _l_bucket(length), _next_pow2(batch * dim))
     dtypes = (u.dtype, delta.dtype, B.dtype, C.dtype, z.dtype if has_z else None, dout.dtype)
-    du = torch.empty_like(u)
+    if atomic_out:
+        du = torch.zeros(u.shape, device=dev, dtype=f32)
+    elif gather:
+        du = torch.empty(delta.shape, device=dev, dtype=f32)
+    else:
+        du = torch.empty_like(u)
     ddelta = torch.empty_like(delta)
     dz = torch.empty_like(z) if has_z else None
     rows = batch * n_seg  # partial sums per (batch row, segment)
@@ -797,12 +862,13 @@ def _backward(u, delta, A, B, C, D, z, delta_bias, softplus, states, dout, dlast
     if n_seg > 1:
         dhl = torch.empty((batch, n_seg, dstate, dim), device=dev, dtype=f32)
         dtsn = torch.empty((batch, n_seg, dim), device=dev, dtype=f32)
-        flags = _flags(has_z, has_bias, softplus, c_var)
+        flags = _flags(has_z, has_bias, softplus, c_var, gather)
         _launcher("bseg", nb, dg)(
             lambda meta: (batch * groups * triton.cdiv(dg, meta["BD"]), n_seg - 1), keys + (flags,) + dtypes,
-            delta, z if has_z else delta, A, Ck, delta_bias if has_bias else A, dout, dhl, dtsn,
+            delta, z if has_z else delta, A, Ck, delta_bias if has_bias else A, dout, dhl, dtsn, idx,
             length, dim, dstate, dg, n_seg, seg_ck, sCb, sCg, rC, *keys, flags,
             NB=nb, S=CHECKPOINT_STEPS, HAS_Z=has_z, HAS_BIAS=has_bias, SOFTPLUS=bool(softplus), C_VAR=c_var,
+            GATHER=gather,
         )
         dh0 = torch.empty((batch, n_seg, dstate, dim), device=dev, dtype=f32)
         cb = _combine_block(nb)
@@ -812,12 +878,12 @@ def _backward(u, delta, A, B, C, D, z, delta_bias, softplus, states, dout, dlast
     elif dlast is not None:
         dh0 = dlast.transpose(1, 2).contiguous()  # (b, n, d) = (b, 1 segment, n, d)
     has_dh0 = n_seg > 1 or dlast is not None
-    flags = _flags(has_z, has_d, has_bias, softplus, b_var, c_var, has_dh0)
+    flags = _flags(has_z, has_d, has_bias, softplus, b_var, c_var, has_dh0, gather, atomic_out)
     _launcher("bwd", nb, dg)(
         lambda meta: (batch * groups * triton.cdiv(dg, meta["BD"]), n_seg), keys + (flags,) + dtypes,
         u, delta, z if has_z else u, A, Bk, Ck, D if has_d else A, delta_bias if has_bias else A,
         states, dout, dh0, scratch,
-        du, ddelta, dz if has_z else u, dA, dB, dC, dD, dbias,
+        du, ddelta, dz if has_z else u, dA, dB, dC, dD, dbias, idx,
         length, dim, dstate, dg, n_ckpt, n_seg, seg_ck,
         sBb, sBg, rB, sCb, sCg, rC,
         dB.stride(0) if b_var else 0, dB.stride(1) if b_var else 0,
@@ -825,8 +891,12 @@ def _backward(u, delta, A, B, C, D, z, delta_bias, softplus, states, dout, dlast
         *keys, flags,
         NB=nb, S=CHECKPOINT_STEPS,
         HAS_Z=has_z, HAS_D=has_d, HAS_BIAS=has_bias, SOFTPLUS=bool(softplus),
-        B_VAR=b_var, C_VAR=c_var, HAS_DH0=has_dh0,
+        B_VAR=b_var, C_VAR=c_var, HAS_DH0=has_dh0, GATHER=gather, ATOMIC_OUT=atomic_out,
     )
+    if gather:
+        if not atomic:
+            du = du.view(batch, groups, dg, length).sum(1)
+        du = du.to(u.dtype)
     dA = dA.sum(0)
     dB = dB.reshape(B.shape) if b_var else dB.sum(0)
     dC = dC.reshape(C.shape) if c_var else dC.sum(0)
@@ -892,3 +962,72 @@ def selective_scan_triton(
     """
     return SelectiveScanTritonFn.apply(u, delta, A, B, C, D, z, delta_bias, bool(delta_softplus),
                                        bool(return_last_state), out_dtype)
+
+
+#: Fused pattern scan: sum the routes into the merged map with float32 atomics (True) or through a
+#: per-route (b, K*c, L) buffer in spatial order summed afterwards (False).
+FUSED_ATOMIC = True
+
+
+class SelectiveScanGatherTritonFn(torch.autograd.Function):
+    """Fused pattern scan (see ``selective_scan_gather_triton``): forward and backward through the
+    same kernels as the plain scan, with GATHER on."""
+
+    @staticmethod
+    def forward(ctx, x, delta, A, B, C, D, delta_bias, delta_softplus, index, out_dtype):
+        x, delta, A = x.contiguous(), delta.contiguous(), A.contiguous()
+        B, C = B.contiguous(), C.contiguous()
+        D = D.contiguous() if D is not None else None
+        delta_bias = delta_bias.contiguous() if delta_bias is not None else None
+        need_grad = any(ctx.needs_input_grad[:7])
+        atomic = FUSED_ATOMIC
+        out, states = _forward(x, delta, A, B, C, D, None, delta_bias, delta_softplus,
+                               save_all=need_grad, save_last=False, out_dtype=out_dtype or x.dtype,
+                               index=index, atomic=atomic)
+        ctx.delta_softplus = delta_softplus
+        ctx.atomic = atomic
+        if need_grad:
+            ctx.save_for_backward(x, delta, A, B, C, D, delta_bias, states, index)
+        return out
+
+    @staticmethod
+    def backward(ctx, dout):
+        x, delta, A, B, C, D, delta_bias, states, index = ctx.saved_tensors
+        du, ddelta, dA, dB, dC, dD, _, dbias = _backward(
+            x, delta, A, B, C, D, None, delta_bias, ctx.delta_softplus, states, dout.contiguous(), None,
+            index=index, atomic=ctx.atomic)
+        grads = [du, ddelta, dA, dB, dC, dD, dbias]
+        grads = [g if need else None for g, need in zip(grads, ctx.needs_input_grad[:7])]
+        return (*grads, None, None, None)
+
+
+def selective_scan_gather_triton(
+    x: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    index: torch.Tensor,
+    D: torch.Tensor | None = None,
+    delta_bias: torch.Tensor | None = None,
+    delta_softplus: bool = False,
+    *,
+    out_dtype: torch.dtype | None = None,
+) -> torch.Tensor:
+    """K-route selective scan read straight from a map and merged back (inputs not re-validated).
+
+    Args:
+        x: (b, c, P) the map, flattened (P pixels).
+        delta: (b, K*c, P) per pixel: row k*c + i holds channel i of route k at each pixel.
+        A: (K*c, n) float32; D, delta_bias: (K*c,) float32.
+        B, C: (b, K, n, P) per pixel (route k's channels read group k).
+        index: (K, P) int32 on x's device, every row a permutation of 0..P-1: route k visits
+            pixel index[k, t] at step t.
+
+    Returns:
+        (b, c, P) in ``out_dtype`` (default x's): at each pixel the sum over routes of the scan
+        output at the step that visits it. Equals scanning u_k = x[..., index[k]], delta_k, B_k,
+        C_k gathered the same way, and summing each y_k back at index[k].
+    """
+    return SelectiveScanGatherTritonFn.apply(x, delta, A, B, C, D, delta_bias, bool(delta_softplus), index,
+                                             out_dtype)

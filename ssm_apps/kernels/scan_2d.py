@@ -1,0 +1,193 @@
+"""Fused 2-D / 3-D selective scan: K routes read straight from the map and merged back.
+
+``selective_scan_2d(x, delta, A, B, C, ...)`` computes, for the K routes of a scan pattern
+(``scan_patterns``: "cross4", "bidi", "omni8"; 3-D "tri6" through ``selective_scan_3d``),
+
+    out = cross_merge(selective_scan(cross_scan(x), delta_s, A, B_s, C_s, D, delta_bias), pattern)
+
+without building the (b, K, c, L) copies of x: the Triton backend loads each route's input
+through the pattern's index map (``scan_index``) straight from x, and sums each route's output
+into the merged map as it goes (forward and backward).
+
+Layout ("spatial layout": every per-step input is given at the pixel the step visits)
+------------------------------------------------------------------------------------------
+* x: (b, c, H, W) the map (3-D: (b, c, D, H, W)), float32/float16/bfloat16.
+* delta: (b, K, c, H, W), same dtype as x: ``delta[:, k, :, h, w]`` is the step size route k
+  uses at the step that visits pixel (h, w). (VMamba computes it with one einsum over x in
+  spatial order -- the same numbers as projecting the scanned copies.)
+* B, C: (b, K, n, H, W), same dtype as x, per pixel likewise (route k's channels read group k).
+* A: (K*c, n) float32 (row k*c + i: channel i of route k); D, delta_bias: (K*c,) float32.
+* Returns (b, c, H, W) in ``out_dtype`` (default x's dtype): at each pixel the sum over the K
+  routes of the scan output ``y_k`` at the step that visits it (plus ``D x`` per route).
+
+With ``idx = scan_index(pattern, (H, W))`` and flat pixels p, route k scans
+``u_k[t] = x[..., idx[k, t]]`` with ``delta[:, k, :, idx[k, t]]``, ``B[:, k, :, idx[k, t]]`` and
+``C[:, k, :, idx[k, t]]``, and its output at step t is added at pixel ``idx[k, t]``.
+
+"atrous" is a permutation of the (padded) map without duplication, so nothing is gained by
+fusing it; it is refused here (use ``cross_scan`` -> ``selective_scan`` -> ``cross_merge``).
+
+Backends: "triton" (CUDA; the fused kernels of ``scan_triton``), "ref" / "torch" (any device;
+the unfused chain above built from ``cross_scan``, index gathers and ``selective_scan``), None =
+best available.
+"""
+from __future__ import annotations
+
+import functools
+
+import torch
+
+from .scan_patterns import PATTERNS_2D, PATTERNS_3D, _index_on, cross_merge, cross_merge_3d, cross_scan, cross_scan_3d
+from .selective_scan import BACKENDS, Backend, default_backend, selective_scan, triton_available
+from .validation import FLOAT_DTYPES
+
+__all__ = ["FUSED_PATTERNS_2D", "FUSED_PATTERNS_3D", "selective_scan_2d", "selective_scan_3d"]
+
+FUSED_PATTERNS_2D: tuple[str, ...] = ("cross4", "bidi", "omni8")
+FUSED_PATTERNS_3D: tuple[str, ...] = ("tri6",)
+
+
+def _shape(t: torch.Tensor) -> tuple[int, ...]:
+    return tuple(t.shape)
+
+
+def _fail(fn: str, name: str, expected: str, t: torch.Tensor) -> None:
+    raise ValueError(f"{fn}: argument '{name}' must be {expected}; got shape {_shape(t)} dtype {t.dtype}")
+
+
+def _check(fn: str, x, delta, A, B, C, D, delta_bias, pattern: str, rank: int, k: int, out_dtype) -> tuple:
+    """Validate a fused call; returns (b, c, spatial sizes, n)."""
+    names = {"x": x, "delta": delta, "A": A, "B": B, "C": C, "D": D, "delta_bias": delta_bias}
+    for name, t in names.items():
+        if t is None and name in ("D", "delta_bias"):
+            continue
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{fn}: argument '{name}' must be a torch.Tensor; got {type(t).__name__}")
+    sp_names = "D, H, W" if rank == 5 else "H, W"
+    if x.dim() != rank or x.dtype not in FLOAT_DTYPES:
+        _fail(fn, "x", f"a float32/float16/bfloat16 tensor (b, c, {sp_names})", x)
+    b, c, *sizes = x.shape
+    if b < 1 or c < 1 or min(sizes) < 1:
+        _fail(fn, "x", f"a non-empty (b, c, {sp_names})", x)
+    if A.dim() != 2 or A.dtype != torch.float32 or A.shape[0] != k * c or not 1 <= A.shape[1] <= 256:
+        _fail(fn, "A", f"float32 (K*c, n) = ({k * c}, n) with 1 <= n <= 256 (K = {k} for {pattern!r})", A)
+    n = A.shape[1]
+    sp = ", ".join(str(s) for s in sizes)
+    if _shape(delta) != (b, k, c, *sizes) or delta.dtype != x.dtype:
+        _fail(fn, "delta", f"(b, K, c, {sp_names}) = ({b}, {k}, {c}, {sp}) per pixel, dtype {x.dtype} like x", delta)
+    for name, t in (("B", B), ("C", C)):
+        if _shape(t) != (b, k, n, *sizes) or t.dtype != x.dtype:
+            _fail(fn, name, f"(b, K, n, {sp_names}) = ({b}, {k}, {n}, {sp}) per pixel, dtype {x.dtype} like x", t)
+    for name, t in (("D", D), ("delta_bias", delta_bias)):
+        if t is not None and (_shape(t) != (k * c,) or t.dtype != torch.float32):
+            _fail(fn, name, f"float32 (K*c,) = ({k * c},)", t)
+    devices = {t.device for t in names.values() if t is not None}
+    if len(devices) != 1:
+        raise ValueError(f"{fn}: all tensors must be on one device; got {sorted(str(d) for d in devices)}")
+    if out_dtype is not None and out_dtype not in FLOAT_DTYPES:
+        raise ValueError(f"{fn}: argument 'out_dtype' must be float32/float16/bfloat16 or None; got {out_dtype}")
+    return b, c, tuple(sizes), n
+
+
+@functools.lru_cache(maxsize=64)
+def _index_i32(pattern: str, sizes: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """The pattern's (K, L) index map as int32 on ``device`` (cached; never handed out)."""
+    return _index_on(pattern, sizes, device).to(torch.int32).contiguous()
+
+
+def _to_scan_order(t: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """(b, K, m, L) per pixel -> (b, K, m, L) in each route's scan order: out[:, k, :, i] = t[:, k, :, index[k, i]]."""
+    b, k, m, length = t.shape
+    return torch.gather(t, -1, index.view(1, k, 1, length).expand(b, k, m, length))
+
+
+def _scan(fn: str, x, delta, A, B, C, D, delta_bias, delta_softplus, pattern, backend, out_dtype, rank):
+    patterns = FUSED_PATTERNS_3D if rank == 5 else FUSED_PATTERNS_2D
+    all_patterns = PATTERNS_3D if rank == 5 else PATTERNS_2D
+    if pattern not in patterns:
+        extra = ""
+        if pattern == "atrous":
+            extra = (" ('atrous' is a permutation of the padded map without duplication, so it is not fused: "
+                     "use cross_scan -> selective_scan -> cross_merge)")
+        raise ValueError(f"{fn}: argument 'pattern' must be one of {list(patterns)}; got {pattern!r}{extra}")
+    k = all_patterns[pattern]
+    b, c, sizes, n = _check(fn, x, delta, A, B, C, D, delta_bias, pattern, rank, k, out_dtype)
+    backend = backend or default_backend(x.device)
+    if backend not in BACKENDS:
+        raise ValueError(f"{fn}: argument 'backend' must be one of {BACKENDS} or None; got {backend!r}")
+    length = 1
+    for s in sizes:
+        length *= s
+    if backend == "triton":
+        if not triton_available(x.device):
+            raise RuntimeError(f"{fn}: backend 'triton' needs a CUDA tensor and triton installed; got device {x.device}")
+        from .scan_triton import selective_scan_gather_triton
+
+        out = selective_scan_gather_triton(
+            x.reshape(b, c, length), delta.reshape(b, k * c, length), A, B.reshape(b, k, n, length),
+            C.reshape(b, k, n, length), _index_i32(pattern, sizes, x.device), D, delta_bias, delta_softplus,
+            out_dtype=out_dtype)
+        return out.view(b, c, *sizes)
+    # unfused chain (also the oracle of the fused kernels)
+    index = _index_on(pattern, sizes, x.device)
+    xs = cross_scan_3d(x, pattern) if rank == 5 else cross_scan(x, pattern)  # (b, K, c, L)
+    ds = _to_scan_order(delta.reshape(b, k, c, length), index)
+    Bs = _to_scan_order(B.reshape(b, k, n, length), index)
+    Cs = _to_scan_order(C.reshape(b, k, n, length), index)
+    ys = selective_scan(xs.reshape(b, k * c, length), ds.reshape(b, k * c, length), A, Bs, Cs, D,
+                        delta_bias=delta_bias, delta_softplus=delta_softplus, backend=backend, out_dtype=out_dtype)
+    ys = ys.view(b, k, c, length)
+    return cross_merge_3d(ys, pattern, sizes) if rank == 5 else cross_merge(ys, pattern, sizes)
+
+
+def selective_scan_2d(
+    x: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor | None = None,
+    delta_bias: torch.Tensor | None = None,
+    delta_softplus: bool = False,
+    pattern: str = "cross4",
+    backend: Backend | None = None,
+    out_dtype: torch.dtype | None = None,
+) -> torch.Tensor:
+    """Selective scan over the K routes of a 2-D ``pattern``, merged back onto the map.
+
+    Args:
+        x: (b, c, H, W) map.
+        delta: (b, K, c, H, W) step sizes per pixel (route k's value at the step visiting (h, w)).
+        A: (K*c, n) float32.
+        B, C: (b, K, n, H, W) per pixel.
+        D, delta_bias: (K*c,) float32 or None.
+        delta_softplus: softplus(delta + delta_bias) as the step size.
+        pattern: "cross4" (K 4), "bidi" (K 2) or "omni8" (K 8); "atrous" is refused (not fused).
+        backend: "triton" (fused CUDA kernels), "ref" / "torch" (unfused chain), None = best.
+        out_dtype: dtype of the result (default x's).
+
+    Returns:
+        (b, c, H, W): sum over routes of each route's scan output at the pixels it visits.
+        See the module docstring for the exact layout.
+    """
+    return _scan("selective_scan_2d", x, delta, A, B, C, D, delta_bias, delta_softplus, pattern, backend,
+                 out_dtype, 4)
+
+
+def selective_scan_3d(
+    x: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor | None = None,
+    delta_bias: torch.Tensor | None = None,
+    delta_softplus: bool = False,
+    pattern: str = "tri6",
+    backend: Backend | None = None,
+    out_dtype: torch.dtype | None = None,
+) -> torch.Tensor:
+    """``selective_scan_2d`` for volumes: x (b, c, D, H, W), delta (b, K, c, D, H, W),
+    B and C (b, K, n, D, H, W), pattern "tri6" (K 6); returns (b, c, D, H, W)."""
+    return _scan("selective_scan_3d", x, delta, A, B, C, D, delta_bias, delta_softplus, pattern, backend,
+                 out_dtype, 5)
