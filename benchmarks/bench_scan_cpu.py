@@ -71,6 +71,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--lengths", type=int, nargs="+", default=[256, 1024, 4096, 16384])
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--out", type=Path, default=RESULTS, help=f"JSON path (default {RESULTS})")
     p.add_argument("--one", nargs=3, metavar=("BACKEND", "L", "PASS"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.one:
@@ -99,12 +100,12 @@ def main() -> None:
                   f"{ref['peak_extra_mb']:7.0f} {tor['peak_extra_mb']:8.0f}")
     import torch
 
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({
         "device": f"CPU: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
         "torch": torch.__version__, "shape": {"b": 2, "d": 64, "n": 16}, "rows": rows, "speedup": summary,
     }, indent=2))
-    print(f"\nwrote {RESULTS}")
+    print(f"\nwrote {args.out}")
 
 
 if __name__ == "__main__":
