@@ -32,7 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..kernels import selective_scan
+from ..kernels import selective_scan, selective_scan_2d
+from ..kernels.scan_2d import FUSED_PATTERNS_2D
 from .ssm_branch import init_dt_
 from ..kernels.scan_patterns import cross_merge, cross_scan
 from .ssm_branch import resolve_dt_rank
@@ -158,9 +159,27 @@ class SS2D(nn.Module):
         init_dt_A_D(self, dt_min, dt_max, dt_init, dt_scale, dt_init_floor)
 
     def scan(self, x: torch.Tensor) -> torch.Tensor:
-        """The K-route selective scan: (B, d_inner, H, W) -> (B, d_inner, H, W), routes summed."""
+        """The K-route selective scan: (B, d_inner, H, W) -> (B, d_inner, H, W), routes summed.
+
+        Fused patterns ("cross4"): the per-route x / dt projections are computed per pixel, in
+        spatial order (B, K, ., H, W) -- the same numbers as projecting the scanned copies -- and
+        ``selective_scan_2d`` reads every route straight from x. "atrous" runs the unfused chain
+        cross_scan -> projections -> selective_scan -> cross_merge.
+        """
         batch, dim, height, width = x.shape
         K, R, N = NUM_ROUTES, self.dt_rank, self.d_state
+        if self.scan_pattern in FUSED_PATTERNS_2D:
+            x_dbl = torch.einsum("bdhw,kcd->bkchw", x, self.x_proj_weight.to(x.dtype))
+            dts, Bs, Cs = torch.split(x_dbl, [R, N, N], dim=2)
+            dts = torch.einsum("bkrhw,kdr->bkdhw", dts, self.dt_projs_weight.to(dts.dtype))
+            return selective_scan_2d(
+                x, dts, -torch.exp(self.A_logs.float()), Bs, Cs,  # B, C: (B, K, N, H, W) per pixel
+                D=self.Ds.float(),
+                delta_bias=self.dt_projs_bias.float().reshape(-1),
+                delta_softplus=True,
+                pattern=self.scan_pattern,
+                backend=self.scan_backend,
+            )
         xs = cross_scan(x, self.scan_pattern)  # (B, K, D, L)
         length = xs.shape[-1]
         x_dbl = torch.einsum("bkdl,kcd->bkcl", xs, self.x_proj_weight.to(xs.dtype))
