@@ -280,6 +280,33 @@ def test_gradients_3d():
     assert torch.allclose(x.grad, 6 * G, rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("pattern", sorted(PATTERNS_2D))
+def test_gradients_follow_the_merge_order_exactly(pattern, dtype):
+    """The backward of the scan IS the merge (fixed route order), not a generic K-fold reduction."""
+    hw = (5, 7)
+    scale = torch.logspace(-4, 4, 3, dtype=torch.float64).view(1, 1, 3, 1)  # sums that round
+    x = _randn(2, 3, *hw, seed=21, dtype=dtype).requires_grad_()
+    g = (_randn(2, PATTERNS_2D[pattern], 3, scan_length(pattern, hw), seed=22) * scale).to(dtype)
+    (gx,) = torch.autograd.grad(cross_scan(x, pattern), x, g)
+    assert torch.equal(gx, cross_merge(g, pattern, hw))
+    v = _randn(1, 3, 2, 3, 4, seed=23, dtype=dtype).requires_grad_()
+    g3 = (_randn(1, 6, 3, 24, seed=24) * scale).to(dtype)
+    (gv,) = torch.autograd.grad(cross_scan_3d(v), v, g3)
+    assert torch.equal(gv, cross_merge_3d(g3, "tri6", (2, 3, 4)))
+
+
+def test_backend_argument():
+    x = _randn(1, 2, 3, 4, seed=25)
+    assert torch.equal(cross_scan(x, "omni8", backend="torch"), cross_scan(x, "omni8"))
+    ys = cross_scan(x, "omni8")
+    assert torch.equal(cross_merge(ys, "omni8", (3, 4), backend="torch"), cross_merge(ys, "omni8", (3, 4)))
+    with pytest.raises(ValueError, match=r"cross_scan_3d: argument 'backend' must be one of \('torch', 'triton'\)"):
+        cross_scan_3d(x.view(1, 2, 1, 3, 4), backend="cuda")
+    with pytest.raises(RuntimeError, match="cross_merge_3d: backend 'triton' needs a CUDA tensor"):
+        cross_merge_3d(cross_scan_3d(x.view(1, 2, 1, 3, 4)), "tri6", (1, 3, 4), backend="triton")
+
+
 @pytest.mark.parametrize("pattern", ["omni8", "atrous"])
 def test_gradcheck(pattern):
     x = _randn(1, 2, 3, 5, seed=14).requires_grad_()

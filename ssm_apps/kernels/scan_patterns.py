@@ -9,10 +9,11 @@ The 3-D versions do the same for volumes (b, c, D, H, W).
 
 Every pattern is a precomputed integer index map: a (K, L_k) LongTensor whose
 entry [k, i] is the flat position read by route k at step i (``scan_index``).
-The scan gathers along the flattened map with it, the merge index-adds along it;
-both are ordinary differentiable torch ops, so autograd needs nothing more. The
-maps are built once per (pattern, size, device) and cached; a fused kernel can
-load the same map or recompute it from the closed forms below.
+The PyTorch backend's scan gathers along the flattened map with it, its merge
+index-adds along it; the Triton kernels (``patterns_triton``) load int32 maps
+derived from it (``_route_maps``: the map re-expressed for the unpadded input, and
+its inverse, so that the merge is a gather-and-sum). The maps are built once per
+(pattern, size, device) and cached; they are the only definition of the routes.
 
 2-D patterns (flat position p = h * W + w, row-major; i is the step along a route):
 
@@ -58,19 +59,36 @@ load the same map or recompute it from the closed forms below.
   k3..k5 = k0..k2 reversed.
 
 Dtypes: any floating dtype. The scan only moves values, so it is exact in every
-dtype. The merge accumulates float16/bfloat16 routes in float32 and rounds once
-at the end (one index_add per route, each a permutation without repeated
-indices, so the sum order k0 + k1 + ... is fixed and deterministic).
+dtype. The merge's summation order is fixed and the same on every backend: at each
+position, acc = 0, then acc = acc + route k's value for k = 0, 1, ..., K - 1 (routes
+that do not visit the position add nothing), in float32 for float16/bfloat16 inputs
+(rounded once to the input dtype at the end) and in the input dtype otherwise. (In
+PyTorch: one index_add per route, each a permutation without repeated indices.)
+
+Autograd: the scan and the merge are exact adjoints, so each op is a
+``torch.autograd.Function`` whose backward is the other op (on the same backend).
+Gradients thus follow the merge's fixed summation order too -- they do not depend
+on how a generic reduction would order the K-fold sum -- and are bit-identical
+across backends; double backward works (the backward is itself differentiable).
+
+Backends: ``backend="torch"`` (gather / index_add, any device) or ``"triton"``
+(kernels in ``patterns_triton``, CUDA; they load int32 maps derived from the same
+index maps, see ``_route_maps``); ``None`` picks Triton for CUDA tensors when it is
+available (``selective_scan.triton_available``) and PyTorch otherwise. Both give
+bit-identical results.
 """
 from __future__ import annotations
 
 import functools
+import math
 import operator
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 
 __all__ = [
+    "PATTERN_BACKENDS",
     "PATTERNS_2D",
     "PATTERNS_3D",
     "cross_merge",
@@ -87,6 +105,11 @@ PATTERNS_2D: dict[str, int] = {"cross4": 4, "bidi": 2, "omni8": 8, "atrous": 4}
 
 PATTERNS_3D: dict[str, int] = {"tri6": 6}
 """3-D pattern name -> number of routes K."""
+
+PATTERN_BACKENDS: tuple[str, ...] = ("torch", "triton")
+"""Implementations of the scan / merge; ``None`` as a backend picks the best available."""
+
+PatternBackend = Literal["torch", "triton"]
 
 _HALF_DTYPES = (torch.float16, torch.bfloat16)
 
@@ -221,6 +244,47 @@ def _index_on(pattern: str, sizes: tuple[int, ...], device: torch.device) -> tor
     return _index_cpu(pattern, sizes).to(device)
 
 
+def _grid_sizes(pattern: str, sizes: tuple[int, ...]) -> tuple[int, ...]:
+    """The grid the index map points into: ``sizes``, or the even-padded (Hp, Wp) for "atrous"."""
+    return _padded_hw(pattern, *sizes) if len(sizes) == 2 else sizes
+
+
+@functools.lru_cache(maxsize=256)
+def _route_maps_cpu(pattern: str, sizes: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    index = _index_cpu(pattern, sizes)  # (K, L) positions in the (padded) grid
+    k, length = index.shape
+    grid = _grid_sizes(pattern, sizes)
+    crop = (slice(None),) + tuple(slice(0, s) for s in sizes)
+    # position in the unpadded map of each grid cell; -1 for padding cells
+    cell = torch.full(grid, -1, dtype=torch.long)
+    cell[crop[1:]] = torch.arange(math.prod(sizes), dtype=torch.long).view(sizes)
+    src = cell.reshape(-1)[index]
+    # step at which route k visits each grid cell (-1: never), then cropped to the map
+    inv = torch.full((k, math.prod(grid)), -1, dtype=torch.long)
+    inv.scatter_(1, index, torch.arange(length, dtype=torch.long).expand(k, length))
+    inv = inv.view(k, *grid)[crop].reshape(k, -1)
+    return src.to(torch.int32), inv.to(torch.int32).contiguous()
+
+
+@functools.lru_cache(maxsize=256)
+def _route_maps(pattern: str, sizes: tuple[int, ...], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The index map in the form the fused kernels load: (src, inv), int32, contiguous, on ``device``.
+
+    Both are derived from ``_index_cpu`` (the only definition of the routes):
+
+    * src (K, L): src[k, i] = the flat position in the UNPADDED map (b, c, prod(sizes))
+      read by route k at step i, or -1 where it reads a zero-padding cell ("atrous");
+    * inv (K, prod(sizes)): inv[k, q] = the step i at which route k visits flat map
+      position q, or -1 if it never does ("atrous": three routes of four at each cell).
+
+    The scan is out[:, k, :, i] = x[:, :, src[k, i]] (0 where src < 0); the merge is
+    out[:, :, q] = sum over k with inv[k, q] >= 0 of ys[:, k, :, inv[k, q]], in order k = 0, 1, ...
+    """
+    if math.prod(_grid_sizes(pattern, sizes)) >= 2**31:
+        raise ValueError(f"scan patterns: argument 'x' must have fewer than 2**31 positions; got sizes {sizes}")
+    return tuple(t.to(device) for t in _route_maps_cpu(pattern, sizes))  # type: ignore[return-value]
+
+
 # ----------------------------------------------------------------------------- public index API
 
 
@@ -284,114 +348,218 @@ def _scatter_routes(ys: torch.Tensor, index: torch.Tensor, n: int) -> torch.Tens
     return out
 
 
+# ----------------------------------------------------------------------------- implementations
+
+
+def _scan_torch(x: torch.Tensor, pattern: str, sizes: tuple[int, ...]) -> torch.Tensor:
+    """x (b, c, *sizes) -> (b, K, c, L_k) with PyTorch ops (zero-pads "atrous" first)."""
+    grid = _grid_sizes(pattern, sizes)
+    if grid != sizes:
+        pad: list[int] = []
+        for size, padded in zip(reversed(sizes), reversed(grid)):
+            pad += [0, padded - size]
+        x = F.pad(x, pad)
+    index = _index_on(pattern, sizes, x.device)
+    return _gather_routes(x.reshape(x.shape[0], x.shape[1], math.prod(grid)), index)
+
+
+def _merge_torch(ys: torch.Tensor, pattern: str, sizes: tuple[int, ...]) -> torch.Tensor:
+    """ys (b, K, c, L_k) -> (b, c, *sizes) with PyTorch ops (crops "atrous" last)."""
+    b, _, c, _ = ys.shape
+    grid = _grid_sizes(pattern, sizes)
+    index = _index_on(pattern, sizes, ys.device)
+    out = _scatter_routes(ys, index, math.prod(grid)).view(b, c, *grid)
+    if grid != sizes:
+        out = out[(slice(None), slice(None)) + tuple(slice(0, s) for s in sizes)]
+    return out.to(ys.dtype).contiguous()
+
+
+def _scan_impl(x: torch.Tensor, pattern: str, sizes: tuple[int, ...], backend: str) -> torch.Tensor:
+    if backend == "triton":
+        from .patterns_triton import scan_routes  # lazily: it imports triton
+
+        return scan_routes(x, pattern, sizes)
+    return _scan_torch(x, pattern, sizes)
+
+
+def _merge_impl(ys: torch.Tensor, pattern: str, sizes: tuple[int, ...], backend: str) -> torch.Tensor:
+    if backend == "triton":
+        from .patterns_triton import merge_routes  # lazily: it imports triton
+
+        return merge_routes(ys, pattern, sizes)
+    return _merge_torch(ys, pattern, sizes)
+
+
+class _Scan(torch.autograd.Function):
+    """The scan; its backward is the merge (its exact adjoint) on the same backend."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, pattern: str, sizes: tuple[int, ...], backend: str) -> torch.Tensor:  # type: ignore[override]
+        ctx.meta = (pattern, sizes, backend)
+        return _scan_impl(x, pattern, sizes, backend)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        pattern, sizes, backend = ctx.meta
+        return _Merge.apply(grad, pattern, sizes, backend), None, None, None
+
+
+class _Merge(torch.autograd.Function):
+    """The merge; its backward is the scan (its exact adjoint) on the same backend."""
+
+    @staticmethod
+    def forward(ctx, ys: torch.Tensor, pattern: str, sizes: tuple[int, ...], backend: str) -> torch.Tensor:  # type: ignore[override]
+        ctx.meta = (pattern, sizes, backend)
+        return _merge_impl(ys, pattern, sizes, backend)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        pattern, sizes, backend = ctx.meta
+        return _Scan.apply(grad, pattern, sizes, backend), None, None, None
+
+
+def _pick_backend(fn: str, backend: object, device: torch.device) -> str:
+    from .selective_scan import triton_available  # lazily: selective_scan is a sibling module
+
+    if backend is None:
+        return "triton" if triton_available(device) else "torch"
+    if backend not in PATTERN_BACKENDS:
+        raise ValueError(f"{fn}: argument 'backend' must be one of {PATTERN_BACKENDS} or None; got {backend!r}")
+    if backend == "triton" and not triton_available(device):
+        raise RuntimeError(f"{fn}: backend 'triton' needs a CUDA tensor and triton installed; got device {device}")
+    return backend  # type: ignore[return-value]
+
+
+# ----------------------------------------------------------------------------- argument checks
+
+
+def _scan_2d_args(fn: str, x: object, pattern: object) -> tuple[torch.Tensor, str, tuple[int, int]]:
+    pattern = _check_pattern(fn, pattern, PATTERNS_2D)
+    x = _check_tensor(fn, "x", x, 4, "(b, c, H, W)")
+    height, width = x.shape[2:]
+    if height < 1 or width < 1:
+        raise ValueError(f"{fn}: argument 'x' must be (b, c, H, W) with H, W >= 1; got shape {tuple(x.shape)}")
+    return x, pattern, (height, width)
+
+
+def _merge_2d_args(fn: str, ys: object, pattern: object, hw: object) -> tuple[torch.Tensor, str, tuple[int, int]]:
+    pattern = _check_pattern(fn, pattern, PATTERNS_2D)
+    height, width = _check_sizes(fn, "hw", hw, "H, W")
+    ys = _check_tensor(fn, "ys", ys, 4, "(b, K, c, L_k)")
+    k, length = PATTERNS_2D[pattern], _length_2d(pattern, height, width)
+    if ys.shape[1] != k or ys.shape[3] != length:
+        raise ValueError(
+            f"{fn}: argument 'ys' must be (b, K, c, L_k) = (b, {k}, c, {length}) "
+            f"for pattern {pattern!r} and hw ({height}, {width}); got shape {tuple(ys.shape)}"
+        )
+    return ys, pattern, (height, width)
+
+
+def _scan_3d_args(fn: str, x: object, pattern: object) -> tuple[torch.Tensor, str, tuple[int, int, int]]:
+    pattern = _check_pattern(fn, pattern, PATTERNS_3D)
+    x = _check_tensor(fn, "x", x, 5, "(b, c, D, H, W)")
+    depth, height, width = x.shape[2:]
+    if min(depth, height, width) < 1:
+        raise ValueError(
+            f"{fn}: argument 'x' must be (b, c, D, H, W) with D, H, W >= 1; got shape {tuple(x.shape)}"
+        )
+    return x, pattern, (depth, height, width)
+
+
+def _merge_3d_args(
+    fn: str, ys: object, pattern: object, dhw: object
+) -> tuple[torch.Tensor, str, tuple[int, int, int]]:
+    pattern = _check_pattern(fn, pattern, PATTERNS_3D)
+    depth, height, width = _check_sizes(fn, "dhw", dhw, "D, H, W")
+    ys = _check_tensor(fn, "ys", ys, 4, "(b, K, c, L)")
+    k, length = PATTERNS_3D[pattern], depth * height * width
+    if ys.shape[1] != k or ys.shape[3] != length:
+        raise ValueError(
+            f"{fn}: argument 'ys' must be (b, K, c, L) = (b, {k}, c, {length}) "
+            f"for pattern {pattern!r} and dhw ({depth}, {height}, {width}); got shape {tuple(ys.shape)}"
+        )
+    return ys, pattern, (depth, height, width)
+
+
 # ----------------------------------------------------------------------------- 2-D
 
 
-def cross_scan(x: torch.Tensor, pattern: str = "cross4") -> torch.Tensor:
+def cross_scan(x: torch.Tensor, pattern: str = "cross4", backend: PatternBackend | None = None) -> torch.Tensor:
     """Scan a map into the K routes of ``pattern``.
 
     Args:
-        x: (b, c, H, W) floating-point map, any device.
+        x: (b, c, H, W) floating-point map, any device, any strides.
         pattern: one of ``PATTERNS_2D`` ("cross4", "bidi", "omni8", "atrous").
+        backend: "torch", "triton" (CUDA) or None (Triton for CUDA tensors when available).
 
     Returns:
         (b, K, c, L_k), contiguous, same dtype and device as x, with
         K = PATTERNS_2D[pattern] and L_k = scan_length(pattern, (H, W))
         (H * W; ceil(H / 2) * ceil(W / 2) for "atrous", whose odd sizes are
-        zero-padded on the bottom/right first).
+        zero-padded on the bottom/right first). Differentiable; the backward is
+        ``cross_merge``.
     """
-    pattern = _check_pattern("cross_scan", pattern, PATTERNS_2D)
-    x = _check_tensor("cross_scan", "x", x, 4, "(b, c, H, W)")
-    b, c, height, width = x.shape
-    if height < 1 or width < 1:
-        raise ValueError(
-            f"cross_scan: argument 'x' must be (b, c, H, W) with H, W >= 1; got shape {tuple(x.shape)}"
-        )
-    hp, wp = _padded_hw(pattern, height, width)
-    if (hp, wp) != (height, width):
-        x = F.pad(x, (0, wp - width, 0, hp - height))
-    index = _index_on(pattern, (height, width), x.device)
-    return _gather_routes(x.reshape(b, c, hp * wp), index)
+    x, pattern, sizes = _scan_2d_args("cross_scan", x, pattern)
+    return _Scan.apply(x, pattern, sizes, _pick_backend("cross_scan", backend, x.device))
 
 
-def cross_merge(ys: torch.Tensor, pattern: str, hw: tuple[int, int]) -> torch.Tensor:
+def cross_merge(
+    ys: torch.Tensor, pattern: str, hw: tuple[int, int], backend: PatternBackend | None = None
+) -> torch.Tensor:
     """Merge the K routes of ``pattern`` back onto an (H, W) map; the adjoint of ``cross_scan``.
 
     Args:
         ys: (b, K, c, L_k) floating-point routes, K = PATTERNS_2D[pattern],
-            L_k = scan_length(pattern, hw).
+            L_k = scan_length(pattern, hw); any strides.
         pattern: one of ``PATTERNS_2D``.
         hw: (H, W), the size of the map that was scanned.
+        backend: "torch", "triton" (CUDA) or None (Triton for CUDA tensors when available).
 
     Returns:
-        (b, c, H, W) in ys's dtype: at each position the sum of every route's
-        value there (for "atrous" each route fills its own sub-grid of the padded
-        map, which is then cropped to (H, W)).
+        (b, c, H, W), contiguous, in ys's dtype: at each position the sum of every
+        route's value there, in route order (float32 accumulation for float16 /
+        bfloat16; see the module docstring). For "atrous" each route fills its own
+        sub-grid of the padded map, which is then cropped to (H, W).
+        Differentiable; the backward is ``cross_scan``.
     """
-    pattern = _check_pattern("cross_merge", pattern, PATTERNS_2D)
-    height, width = _check_sizes("cross_merge", "hw", hw, "H, W")
-    ys = _check_tensor("cross_merge", "ys", ys, 4, "(b, K, c, L_k)")
-    k, length = PATTERNS_2D[pattern], _length_2d(pattern, height, width)
-    if ys.shape[1] != k or ys.shape[3] != length:
-        raise ValueError(
-            f"cross_merge: argument 'ys' must be (b, K, c, L_k) = (b, {k}, c, {length}) "
-            f"for pattern {pattern!r} and hw ({height}, {width}); got shape {tuple(ys.shape)}"
-        )
-    b, _, c, _ = ys.shape
-    hp, wp = _padded_hw(pattern, height, width)
-    index = _index_on(pattern, (height, width), ys.device)
-    out = _scatter_routes(ys, index, hp * wp).view(b, c, hp, wp)
-    if (hp, wp) != (height, width):
-        out = out[:, :, :height, :width]
-    return out.to(ys.dtype).contiguous()
+    ys, pattern, sizes = _merge_2d_args("cross_merge", ys, pattern, hw)
+    return _Merge.apply(ys, pattern, sizes, _pick_backend("cross_merge", backend, ys.device))
 
 
 # ----------------------------------------------------------------------------- 3-D
 
 
-def cross_scan_3d(x: torch.Tensor, pattern: str = "tri6") -> torch.Tensor:
+def cross_scan_3d(x: torch.Tensor, pattern: str = "tri6", backend: PatternBackend | None = None) -> torch.Tensor:
     """Scan a volume into the K routes of a 3-D ``pattern``.
 
     Args:
-        x: (b, c, D, H, W) floating-point volume, any device.
+        x: (b, c, D, H, W) floating-point volume, any device, any strides.
         pattern: one of ``PATTERNS_3D`` ("tri6").
+        backend: "torch", "triton" (CUDA) or None (Triton for CUDA tensors when available).
 
     Returns:
         (b, K, c, L), contiguous, L = D * H * W, K = PATTERNS_3D[pattern].
+        Differentiable; the backward is ``cross_merge_3d``.
     """
-    pattern = _check_pattern("cross_scan_3d", pattern, PATTERNS_3D)
-    x = _check_tensor("cross_scan_3d", "x", x, 5, "(b, c, D, H, W)")
-    b, c, depth, height, width = x.shape
-    if min(depth, height, width) < 1:
-        raise ValueError(
-            "cross_scan_3d: argument 'x' must be (b, c, D, H, W) with D, H, W >= 1; "
-            f"got shape {tuple(x.shape)}"
-        )
-    index = _index_on(pattern, (depth, height, width), x.device)
-    return _gather_routes(x.reshape(b, c, depth * height * width), index)
+    x, pattern, sizes = _scan_3d_args("cross_scan_3d", x, pattern)
+    return _Scan.apply(x, pattern, sizes, _pick_backend("cross_scan_3d", backend, x.device))
 
 
-def cross_merge_3d(ys: torch.Tensor, pattern: str, dhw: tuple[int, int, int]) -> torch.Tensor:
+def cross_merge_3d(
+    ys: torch.Tensor, pattern: str, dhw: tuple[int, int, int], backend: PatternBackend | None = None
+) -> torch.Tensor:
     """Merge the K routes of a 3-D ``pattern`` back onto a (D, H, W) volume; adjoint of ``cross_scan_3d``.
 
     Args:
         ys: (b, K, c, L) floating-point routes, K = PATTERNS_3D[pattern], L = D * H * W.
         pattern: one of ``PATTERNS_3D``.
         dhw: (D, H, W), the size of the volume that was scanned.
+        backend: "torch", "triton" (CUDA) or None (Triton for CUDA tensors when available).
 
     Returns:
-        (b, c, D, H, W) in ys's dtype, the sum of every route's value at each position.
+        (b, c, D, H, W), contiguous, in ys's dtype, the sum of every route's value at
+        each position (in route order, as ``cross_merge``). Differentiable; the
+        backward is ``cross_scan_3d``.
     """
-    pattern = _check_pattern("cross_merge_3d", pattern, PATTERNS_3D)
-    depth, height, width = _check_sizes("cross_merge_3d", "dhw", dhw, "D, H, W")
-    ys = _check_tensor("cross_merge_3d", "ys", ys, 4, "(b, K, c, L)")
-    k, length = PATTERNS_3D[pattern], depth * height * width
-    if ys.shape[1] != k or ys.shape[3] != length:
-        raise ValueError(
-            f"cross_merge_3d: argument 'ys' must be (b, K, c, L) = (b, {k}, c, {length}) "
-            f"for pattern {pattern!r} and dhw ({depth}, {height}, {width}); got shape {tuple(ys.shape)}"
-        )
-    b, _, c, _ = ys.shape
-    index = _index_on(pattern, (depth, height, width), ys.device)
-    out = _scatter_routes(ys, index, length).view(b, c, depth, height, width)
-    return out.to(ys.dtype).contiguous()
+    ys, pattern, sizes = _merge_3d_args("cross_merge_3d", ys, pattern, dhw)
+    return _Merge.apply(ys, pattern, sizes, _pick_backend("cross_merge_3d", backend, ys.device))
