@@ -313,6 +313,54 @@ def measure_row(spec, do_bench, warmup, rep, copy_bw, keep_going=False, no_torch
     }
 
 
+def patterns_section(do_bench, warmup: int, rep: int, failures: list) -> dict:
+    """Triton vs PyTorch cross_scan / cross_merge ("cross4") at VMamba-T stage 1: b 64, c 96, 56 x 56, bf16.
+
+    First checks, on this GPU, that the Triton kernels are bit-identical (torch.equal) to the PyTorch
+    backend: scan, merge, and both backwards (scan's is the merge, merge's is the scan); a mismatch is
+    recorded in ``failures`` (main raises at the end). Then times each op forward (median of
+    ``do_bench``) on both backends, with the bandwidth the minimal traffic implies (read the input
+    once, write the output once). A few seconds.
+    """
+    from ssm_apps.kernels.scan_patterns import cross_merge, cross_scan
+
+    b, c, H, W, pattern, dtype = 64, 96, 56, 56, "cross4", torch.bfloat16
+    gen = torch.Generator(device=DEV).manual_seed(0)
+    x = torch.randn(b, c, H, W, generator=gen, device=DEV).to(dtype)
+    ys = torch.randn(b, 4, c, H * W, generator=gen, device=DEV).to(dtype)
+    ops = {
+        "cross_scan": (lambda t, be: cross_scan(t, pattern, backend=be), x),
+        "cross_merge": (lambda t, be: cross_merge(t, pattern, (H, W), backend=be), ys),
+    }
+    out = {"pattern": pattern, "b": b, "c": c, "H": H, "W": W, "dtype": str(dtype)[6:]}
+    for name, (fn, inp) in ops.items():
+        res = {}
+        for be in ("triton", "torch"):
+            leaf = inp.detach().clone().requires_grad_()
+            y = fn(leaf, be)
+            g = torch.randn(y.shape, generator=torch.Generator(device=DEV).manual_seed(1), device=DEV).to(dtype)
+            (grad,) = torch.autograd.grad(y, leaf, g)
+            res[be] = (y.detach(), grad)
+        identical = all(torch.equal(a, r) for a, r in zip(res["triton"], res["torch"]))
+        out[f"{name}_bit_identical"] = identical
+        if not identical:
+            diff = max((a.float() - r.float()).abs().max().item() for a, r in zip(res["triton"], res["torch"]))
+            print(f"  patterns {name}: Triton != PyTorch (max |diff| {diff:.3e})", flush=True)
+            failures.append(f"patterns {name}: Triton output or gradient differs from PyTorch (max |diff| {diff:.3e})")
+        nbytes = (inp.numel() + res["torch"][0].numel()) * inp.element_size()
+        for be in ("triton", "torch"):
+            with torch.no_grad():
+                ms = do_bench(lambda: fn(inp, be), warmup=warmup, rep=rep, return_mode="median")
+            out[f"{name}_{be}_ms"] = ms
+            out[f"{name}_{be}_GBps"] = nbytes / (ms * 1e-3) / 1e9
+        del res
+        print(f"  patterns {name} ({pattern}, b{b} c{c} {H}x{W} bf16): triton {out[f'{name}_triton_ms']:.3f} ms "
+              f"({out[f'{name}_triton_GBps']:.0f} GB/s), torch {out[f'{name}_torch_ms']:.3f} ms "
+              f"({out[f'{name}_torch_GBps']:.0f} GB/s), x{out[f'{name}_torch_ms'] / out[f'{name}_triton_ms']:.2f}, "
+              f"bit-identical {identical}", flush=True)
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="three rows, short timing runs")
@@ -321,6 +369,8 @@ def main() -> None:
     p.add_argument("--no-torch-time", action="store_true", help="skip timing the torch backend")
     p.add_argument("--out", type=Path, help="JSON path (default benchmarks/results/scan_<gpu>.json)")
     p.add_argument("--keep-going", action="store_true", help="record a failed check and go on; raise at the end")
+    p.add_argument("--no-patterns", action="store_true",
+                   help="skip the Triton vs PyTorch cross_scan / cross_merge section (cross4, VMamba-T stage 1)")
     args = p.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("bench_scan_gpu.py needs a CUDA GPU")
@@ -343,6 +393,9 @@ def main() -> None:
     copy_bw = copy_bandwidth(do_bench)
     result["copy_bandwidth_GBps"] = copy_bw / 1e9
     print(f"device-to-device copy: {copy_bw / 1e9:.0f} GB/s (read + write)", flush=True)
+    if not args.no_patterns:
+        result["patterns"] = patterns_section(do_bench, warmup, rep, failures)
+        out_path.write_text(json.dumps(result, indent=1))
 
     for spec in rows:
         t0 = time.time()
