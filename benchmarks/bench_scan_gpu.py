@@ -313,6 +313,165 @@ def measure_row(spec, do_bench, warmup, rep, copy_bw, keep_going=False, no_torch
     }
 
 
+# Fused 2-D scan (selective_scan_2d, "cross4") at VMamba-T stage 1: (name, b, c, H, W, n, official VMamba
+# chain fwd ms, fwd+bwd ms on H100 (given by the issue)).
+FUSED_2D_ROWS = [
+    ("vmamba-t-s1-c96", 64, 96, 56, 56, 1, 1.08, 2.85),
+    ("vmamba-t-s1-c192", 64, 192, 56, 56, 1, 2.13, 5.61),
+]
+
+
+def fused_2d_section(do_bench, warmup: int, rep: int, failures: list) -> dict:
+    """Fused cross4 scan vs our own unfused chain (cross_scan -> Triton selective_scan -> cross_merge).
+
+    1. Small shapes on compiled kernels (first tile configuration; atomics and masks are what the
+       interpreter cannot check): the fused Triton path vs the torch-backend chain in fp32, out and
+       every gradient, for cross4 / bidi / omni8 / tri6, n 1 and 4, with and without segments.
+    2. Per row (bf16, delta_softplus, D and delta_bias; B/C per pixel (b, 4, n, H, W)):
+       fused vs the chain with the plain Triton scan (delta/B/C gathered into scan order inside the
+       graph, so the gradients compare directly), fp32 and bf16; then forward (grad-enabled) and
+       forward+backward medians (do_bench) of the fused call -- both merge schemes, float32 atomics
+       and a per-route buffer -- and of the chain with delta/B/C given in scan order.
+    Any mismatch beyond mamba_ssm's tolerances is recorded in ``failures`` (main raises at the end).
+    """
+    from ssm_apps.kernels import cross_merge, cross_merge_3d, cross_scan, cross_scan_3d, scan_triton
+    from ssm_apps.kernels import selective_scan_2d, selective_scan_3d
+    from ssm_apps.kernels.scan_2d import _index_i32, _to_scan_order
+    from ssm_apps.kernels.scan_triton import selective_scan_triton
+
+    out = {"rows": [], "small": []}
+    names = ("x", "delta", "A", "B", "C", "D", "delta_bias")
+
+    def inputs(b, c, sizes, n, k, dtype, seed):
+        gen = torch.Generator(device=DEV).manual_seed(seed)
+        rn = lambda *s: torch.randn(*s, generator=gen, device=DEV)  # noqa: E731
+        dt0 = torch.exp(torch.rand(k * c, generator=gen, device=DEV) * (math.log(0.1) - math.log(1e-3)) + math.log(1e-3))
+        return dict(x=rn(b, c, *sizes).to(dtype), delta=(0.1 * rn(b, k, c, *sizes)).to(dtype),
+                    A=-torch.arange(1, n + 1, dtype=torch.float32, device=DEV).repeat(k * c, 1) * 0.5,
+                    B=rn(b, k, n, *sizes).to(dtype), C=rn(b, k, n, *sizes).to(dtype), D=rn(k * c),
+                    delta_bias=(dt0 + torch.log(-torch.expm1(-dt0))).float())
+
+    def chain(pattern, x, delta, A, B, C, D, delta_bias):
+        """Unfused chain with the plain Triton scan; delta/B/C per pixel, gathered inside the graph."""
+        b, c, *sizes = x.shape
+        k, n, L = delta.shape[1], A.shape[1], x[0, 0].numel()
+        idx = _index_i32(pattern, tuple(sizes), x.device).long()
+        xs = (cross_scan_3d(x, pattern) if len(sizes) == 3 else cross_scan(x, pattern)).reshape(b, k * c, L)
+        ys = selective_scan_triton(xs, _to_scan_order(delta.reshape(b, k, c, L), idx).reshape(b, k * c, L), A,
+                                   _to_scan_order(B.reshape(b, k, n, L), idx), _to_scan_order(C.reshape(b, k, n, L), idx),
+                                   D, None, delta_bias, True).view(b, k, c, L)
+        return cross_merge_3d(ys, pattern, tuple(sizes)) if len(sizes) == 3 else cross_merge(ys, pattern, tuple(sizes))
+
+    def fused(pattern, **kw):
+        fn = selective_scan_3d if pattern == "tri6" else selective_scan_2d
+        return fn(**kw, delta_softplus=True, pattern=pattern, backend="triton")
+
+    def outputs_and_grads(fn, inp, grad_out):
+        leaves = {k: v.detach().clone().requires_grad_() for k, v in inp.items()}
+        o = fn(**leaves)
+        gs = torch.autograd.grad((o.float() * grad_out.float()).sum(), list(leaves.values()))
+        return o.detach(), dict(zip(leaves, gs))
+
+    def check(tag, inp, pattern, ref_fn, dtype):
+        gen = torch.Generator(device=DEV).manual_seed(11)
+        grad_out = torch.randn(inp["x"].shape, generator=gen, device=DEV).to(inp["x"].dtype)
+        o, g = outputs_and_grads(lambda **kw: fused(pattern, **kw), inp, grad_out)
+        ro, rg = outputs_and_grads(ref_fn, inp, grad_out)
+        report = {}
+        try:
+            compare("out", o, ro, dtype, report=report)
+            for k in names:
+                compare(f"d{k}", g[k], rg[k], dtype, GRAD_SCALE.get({"x": "u"}.get(k, k), (1, 1)), report)
+        except Mismatch as e:
+            print(f"  fused 2d CHECK FAILED {tag}: {e}", flush=True)
+            failures.append(f"fused 2d {tag}: {e}")
+            return {"error": str(e)}
+        worst = max(v["max_err_over_tol"] for v in report.values())
+        print(f"  fused 2d ok  {tag:58s} worst err/tol {worst:.3f}", flush=True)
+        return report
+
+    # 1) small shapes, compiled, both merge schemes, vs the torch-backend chain in fp32
+    scan_triton.FIRST_CONFIG_ONLY = True
+    small = [  # b, c, sizes, n, pattern, segments
+        (2, 8, (9, 7), 1, "cross4", None), (1, 4, (30, 30), 1, "cross4", None), (2, 6, (7, 9), 4, "omni8", None),
+        (2, 5, (5, 6), 4, "bidi", None), (1, 4, (5, 6, 7), 4, "tri6", None), (1, 4, (20, 30), 4, "cross4", 1),
+    ]
+    for b, c, sizes, n, pattern, seg in small:
+        k = {"cross4": 4, "bidi": 2, "omni8": 8, "tri6": 6}[pattern]
+        inp = inputs(b, c, sizes, n, k, torch.float32, seed=b * 100 + c + n)
+        torch_chain = (selective_scan_3d if pattern == "tri6" else selective_scan_2d)
+        ref = lambda **kw: torch_chain(**kw, delta_softplus=True, pattern=pattern, backend="torch")  # noqa: E731
+        for atomic in (True, False):
+            scan_triton.FUSED_ATOMIC, scan_triton.FORCE_SEGMENTS = atomic, seg
+            tag = f"{pattern} b{b} c{c} {sizes} n{n} seg {seg} {'atomic' if atomic else 'route-buffer'}"
+            out["small"].append({"case": tag, "check": check(tag, inp, pattern, ref, torch.float32)})
+    scan_triton.FIRST_CONFIG_ONLY, scan_triton.FORCE_SEGMENTS, scan_triton.FUSED_ATOMIC = False, None, True
+
+    # 2) VMamba-T stage 1
+    for name, b, c, H, W, n, off_f, off_fb in FUSED_2D_ROWS:
+        k, L, t0 = 4, H * W, time.time()
+        row = {"name": name, "b": b, "c": c, "H": H, "W": W, "n": n, "K": k, "dtype": "bfloat16",
+               "official_fwd_ms": off_f, "official_fwdbwd_ms": off_fb}
+        inp = inputs(b, c, (H, W), n, k, torch.bfloat16, seed=c)
+        inp32 = {kk: v.float() for kk, v in inp.items()}
+        ref = lambda **kw: chain("cross4", **kw)  # noqa: E731
+        row["check_fp32_vs_chain"] = check(f"{name} fp32", inp32, "cross4", ref, torch.float32)
+        del inp32
+        row["check_bf16_vs_chain"] = check(f"{name} bf16", inp, "cross4", ref, torch.bfloat16)
+        torch.cuda.empty_cache()
+
+        def timed(fwd, leaves):
+            o = fwd()
+            g = torch.randn_like(o)
+            fb = lambda: torch.autograd.grad(fwd(), leaves, g)  # noqa: E731
+            fb()
+            torch.cuda.synchronize()
+            return (do_bench(fwd, warmup=warmup, rep=rep, return_mode="median"),
+                    do_bench(fb, warmup=warmup, rep=rep, return_mode="median"))
+
+        leaves = {kk: v.detach().clone().requires_grad_() for kk, v in inp.items()}
+        for atomic in (True, False):
+            scan_triton.FUSED_ATOMIC = atomic
+            f_ms, fb_ms = timed(lambda: fused("cross4", **leaves), list(leaves.values()))
+            key = "fused_atomic" if atomic else "fused_route_buffer"
+            row[f"{key}_fwd_ms"], row[f"{key}_fwdbwd_ms"] = f_ms, fb_ms
+        scan_triton.FUSED_ATOMIC = True
+        # the chain with delta/B/C given in scan order (gathers outside the timed region)
+        idx = _index_i32("cross4", (H, W), DEV).long()
+        so = {"delta": _to_scan_order(inp["delta"].reshape(b, k, c, L), idx).reshape(b, k * c, L),
+              "B": _to_scan_order(inp["B"].reshape(b, k, n, L), idx), "C": _to_scan_order(inp["C"].reshape(b, k, n, L), idx)}
+        cl = {kk: (so.get(kk, v)).detach().clone().requires_grad_() for kk, v in inp.items()}
+
+        def chain_fwd():
+            xs = cross_scan(cl["x"], "cross4").reshape(b, k * c, L)
+            ys = selective_scan_triton(xs, cl["delta"], cl["A"], cl["B"], cl["C"], cl["D"], None, cl["delta_bias"], True)
+            return cross_merge(ys.view(b, k, c, L), "cross4", (H, W))
+
+        row["chain_fwd_ms"], row["chain_fwdbwd_ms"] = timed(chain_fwd, list(cl.values()))
+        best = min(("fused_atomic", "fused_route_buffer"), key=lambda kk: row[f"{kk}_fwdbwd_ms"])
+        row["best_scheme"] = best
+        row["fwd_ms"], row["fwdbwd_ms"] = row[f"{best}_fwd_ms"], row[f"{best}_fwdbwd_ms"]
+        row["speedup_vs_chain_fwd"] = row["chain_fwd_ms"] / row["fwd_ms"]
+        row["speedup_vs_chain_fwdbwd"] = row["chain_fwdbwd_ms"] / row["fwdbwd_ms"]
+        row["speedup_vs_official_fwd"] = off_f / row["fwd_ms"]
+        row["speedup_vs_official_fwdbwd"] = off_fb / row["fwdbwd_ms"]
+        row["target_fwd_ms"], row["target_fwdbwd_ms"] = off_f / 2, off_fb / 2
+        row["targets_met"] = {"fwd_le_half_official": row["fwd_ms"] <= off_f / 2 + 1e-9,
+                              "fwdbwd_le_half_official": row["fwdbwd_ms"] <= off_fb / 2 + 1e-9,
+                              "x1.5_vs_chain": min(row["speedup_vs_chain_fwd"], row["speedup_vs_chain_fwdbwd"]) >= 1.5}
+        row["time_s"] = time.time() - t0
+        out["rows"].append(row)
+        print(f"  fused 2d {name}: fused fwd {row['fwd_ms']:.3f} / fwd+bwd {row['fwdbwd_ms']:.3f} ms ({best}; "
+              f"atomic {row['fused_atomic_fwd_ms']:.3f}/{row['fused_atomic_fwdbwd_ms']:.3f}, route buffer "
+              f"{row['fused_route_buffer_fwd_ms']:.3f}/{row['fused_route_buffer_fwdbwd_ms']:.3f}); chain "
+              f"{row['chain_fwd_ms']:.3f}/{row['chain_fwdbwd_ms']:.3f} (x{row['speedup_vs_chain_fwd']:.2f}/"
+              f"x{row['speedup_vs_chain_fwdbwd']:.2f}); official {off_f}/{off_fb} -> targets {row['targets_met']}",
+              flush=True)
+        del leaves, cl, inp, so
+        torch.cuda.empty_cache()
+    return out
+
+
 def patterns_section(do_bench, warmup: int, rep: int, failures: list) -> dict:
     """Triton vs PyTorch cross_scan / cross_merge ("cross4") at VMamba-T stage 1: b 64, c 96, 56 x 56, bf16.
 
@@ -408,6 +567,8 @@ def main() -> None:
               f"bw {row['fwd_frac_copy_bw']:.2f}/{row['bwd_frac_copy_bw']:.2f} of copy  [{time.time() - t0:.0f}s]",
               flush=True)
 
+    result["fused_2d"] = fused_2d_section(do_bench, warmup, rep, failures)
+    out_path.write_text(json.dumps(result, indent=1))
     result["total_s"] = time.time() - t_start
     result["failures"] = failures
     out_path.write_text(json.dumps(result, indent=1))
