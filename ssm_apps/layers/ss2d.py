@@ -161,21 +161,22 @@ class SS2D(nn.Module):
     def scan(self, x: torch.Tensor) -> torch.Tensor:
         """The K-route selective scan: (B, d_inner, H, W) -> (B, d_inner, H, W), routes summed.
 
-        Fused patterns ("cross4"): the per-route projections are computed per pixel, in spatial
-        order (B, K, ., H, W) -- the same numbers as projecting the scanned copies -- as two plain
-        matmuls over the channels: dt through the product of dt_proj and the dt rows of x_proj
-        (a (K*D, D) matrix; the low-rank pair as batched GEMMs of inner size dt_rank is slower), and
-        B, C through the remaining x_proj rows; ``selective_scan_2d`` then reads every route straight
-        from x. "atrous" runs the unfused chain cross_scan -> projections -> selective_scan -> cross_merge.
+        The per-route projections are two plain matmuls over the channels: dt through the product
+        of dt_proj and the dt rows of x_proj (a (K, D, D) matrix; the low-rank pair, batched GEMMs
+        of inner size dt_rank, is slower on a GPU), and B, C through the remaining x_proj rows.
+        Fused patterns ("cross4"): the projections are computed per pixel, in spatial order
+        (B, K, ., H, W) -- the same numbers as projecting the scanned copies -- and
+        ``selective_scan_2d`` reads every route straight from x. "atrous" runs the unfused chain
+        cross_scan -> projections -> selective_scan -> cross_merge.
         """
         batch, dim, height, width = x.shape
         K, R, N = NUM_ROUTES, self.dt_rank, self.d_state
+        dt_weight = torch.bmm(self.dt_projs_weight, self.x_proj_weight[:, :R]).to(x.dtype)  # (K, D, D)
+        bc_weight = self.x_proj_weight[:, R:].to(x.dtype)  # (K, 2N, D): B rows, then C rows
         if self.scan_pattern in FUSED_PATTERNS_2D:
             x_flat = x.reshape(batch, dim, height * width)
-            dt_weight = torch.bmm(self.dt_projs_weight, self.x_proj_weight[:, :R])  # (K, D, D)
-            dts = torch.matmul(dt_weight.reshape(K * dim, dim).to(x.dtype), x_flat)  # (B, K*D, HW)
-            bc = torch.matmul(self.x_proj_weight[:, R:].reshape(K * 2 * N, dim).to(x.dtype), x_flat)
-            bc = bc.view(batch, K, 2 * N, height, width)
+            dts = torch.matmul(dt_weight.reshape(K * dim, dim), x_flat)  # (B, K*D, HW)
+            bc = torch.matmul(bc_weight.reshape(K * 2 * N, dim), x_flat).view(batch, K, 2 * N, height, width)
             return selective_scan_2d(
                 x, dts.view(batch, K, dim, height, width), -torch.exp(self.A_logs.float()),
                 bc[:, :, :N], bc[:, :, N:],  # B, C: (B, K, N, H, W) per pixel
@@ -187,15 +188,14 @@ class SS2D(nn.Module):
             )
         xs = cross_scan(x, self.scan_pattern)  # (B, K, D, L)
         length = xs.shape[-1]
-        x_dbl = torch.einsum("bkdl,kcd->bkcl", xs, self.x_proj_weight.to(xs.dtype))
-        dts, Bs, Cs = torch.split(x_dbl, [R, N, N], dim=2)
-        dts = torch.einsum("bkrl,kdr->bkdl", dts, self.dt_projs_weight.to(dts.dtype))
+        dts = torch.matmul(dt_weight, xs)  # (B, K, D, L)
+        bc = torch.matmul(bc_weight, xs)  # (B, K, 2N, L)
         ys = selective_scan(
             xs.reshape(batch, K * dim, length),
             dts.reshape(batch, K * dim, length),
             -torch.exp(self.A_logs.float()),
-            Bs.contiguous(),  # (B, K, N, L): route k's channels read group k
-            Cs.contiguous(),
+            bc[:, :, :N].contiguous(),  # (B, K, N, L): route k's channels read group k
+            bc[:, :, N:].contiguous(),
             D=self.Ds.float(),
             delta_bias=self.dt_projs_bias.float().reshape(-1),
             delta_softplus=True,
