@@ -5,7 +5,7 @@ import re
 import shlex
 
 from conftest import REPO
-from ssm_apps.cli import SSMAppsCLI
+from ssm_apps.cli import SSMAppsCLI, main
 
 README = (REPO / "README.md").read_text()
 FAST_TRAINER = [
@@ -55,3 +55,15 @@ def test_cli_commands_run_in_order(tmp_path, monkeypatch):
             args = [str(REPO / a) if a.startswith("configs/") else a for a in args]
             SSMAppsCLI(args=args + FAST[domain])
         assert (tmp_path / OUTPUTS[domain]).is_file(), OUTPUTS[domain]
+
+
+def test_make_demo_entry_point_runs_shortened(tmp_path, monkeypatch, capsys):
+    """`make demo` runs `ssm-apps demo` from the repository root: train, test best, predict, print metrics."""
+    assert "\t$(VENV)/bin/ssm-apps demo\n" in (REPO / "Makefile").read_text()
+    (tmp_path / "configs").symlink_to(REPO / "configs")
+    monkeypatch.chdir(tmp_path)
+    main(["demo", *FAST["timeseries"]])
+    printed = capsys.readouterr().out
+    assert "== ssm-apps demo ==" in printed and "test_mse" in printed and "test_mae" in printed
+    assert (tmp_path / "runs/smamba_etth1/checkpoints/best.ckpt").is_file()
+    assert (tmp_path / OUTPUTS["timeseries"]).is_file()
