@@ -331,7 +331,8 @@ def fused_2d_section(do_bench, warmup: int, rep: int, failures: list) -> dict:
        fused vs the chain with the plain Triton scan (delta/B/C gathered into scan order inside the
        graph, so the gradients compare directly), fp32 and bf16; then forward (grad-enabled) and
        forward+backward medians (do_bench) of the fused call -- both merge schemes, float32 atomics
-       and a per-route buffer -- and of the chain with delta/B/C given in scan order.
+       and a per-route buffer; delta in (b, H, W, K, c) memory as SS2D writes it, and once
+       channel-first (the wrapper then copies it) -- and of the chain with delta/B/C in scan order.
     Any mismatch beyond mamba_ssm's tolerances is recorded in ``failures`` (main raises at the end).
     """
     from ssm_apps.kernels import cross_merge, cross_merge_3d, cross_scan, cross_scan_3d, scan_triton
@@ -413,6 +414,9 @@ def fused_2d_section(do_bench, warmup: int, rep: int, failures: list) -> dict:
         row = {"name": name, "b": b, "c": c, "H": H, "W": W, "n": n, "K": k, "dtype": "bfloat16",
                "official_fwd_ms": off_f, "official_fwdbwd_ms": off_fb}
         inp = inputs(b, c, (H, W), n, k, torch.bfloat16, seed=c)
+        delta_cf = inp["delta"]  # channel-first (b, K, c, H, W) memory
+        # delta in (b, H, W, K, c) memory, as SS2D's projection writes it (read without a copy)
+        inp["delta"] = delta_cf.permute(0, 3, 4, 1, 2).contiguous().permute(0, 3, 4, 1, 2)
         inp32 = {kk: v.float() for kk, v in inp.items()}
         ref = lambda **kw: chain("cross4", **kw)  # noqa: E731
         row["check_fp32_vs_chain"] = check(f"{name} fp32", inp32, "cross4", ref, torch.float32)
@@ -436,6 +440,10 @@ def fused_2d_section(do_bench, warmup: int, rep: int, failures: list) -> dict:
             key = "fused_atomic" if atomic else "fused_route_buffer"
             row[f"{key}_fwd_ms"], row[f"{key}_fwdbwd_ms"] = f_ms, fb_ms
         scan_triton.FUSED_ATOMIC = True
+        cf = dict(leaves, delta=delta_cf.detach().clone().requires_grad_())  # + the wrapper's layout copy
+        row["fused_atomic_channel_first_delta_fwd_ms"], row["fused_atomic_channel_first_delta_fwdbwd_ms"] = timed(
+            lambda: fused("cross4", **cf), list(cf.values()))
+        del cf
         # the chain with delta/B/C given in scan order (gathers outside the timed region)
         idx = _index_i32("cross4", (H, W), DEV).long()
         so = {"delta": _to_scan_order(inp["delta"].reshape(b, k, c, L), idx).reshape(b, k * c, L),

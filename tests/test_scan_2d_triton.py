@@ -236,6 +236,8 @@ TRITON_CASES = [
     pytest.param(2, 2, (3, 4), 1, "bidi", torch.float32, dict(softplus=False, use_d=False, use_bias=False),
                  id="bidi-n1-fp32-plain"),
     pytest.param(1, 2, (3, 5), 4, "omni8", torch.float32, dict(atomic=False), id="omni8-n4-fp32-route-buffer"),
+    pytest.param(1, 3, (3, 4), 2, "cross4", torch.float32, dict(pixels_last=True),
+                 id="cross4-n2-fp32-pixels-last-inputs"),
     pytest.param(1, 3, (4, 4), 1, "omni8", torch.bfloat16, dict(), id="omni8-n1-bf16"),
     pytest.param(1, 2, (2, 3, 3), 4, "tri6", torch.float32, dict(), id="tri6-n4-fp32-L18"),
     pytest.param(1, 2, (2, 2, 3), 1, "tri6", torch.bfloat16, dict(out_dtype=torch.float32, segments=1),
@@ -251,6 +253,9 @@ def test_triton_fused_against_chain_and_oracle(kernels, monkeypatch, b, c, sizes
     out_dtype = opt.get("out_dtype")
     inp = make_inputs(b, c, sizes, n, pattern, dtype, opt.get("use_d", True), opt.get("use_bias", True),
                       seed=n * 10 + sum(sizes))
+    if opt.get("pixels_last"):  # x channels-last, delta in (b, H, W, K, c) memory: read without a copy
+        inp["x"] = inp["x"].permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)
+        inp["delta"] = inp["delta"].permute(0, 3, 4, 1, 2).contiguous().permute(0, 3, 4, 1, 2)
     # grad_out representable in the output dtype, so the cast of out rounds nothing
     grad_out = torch.randn(b, c, *sizes, generator=torch.Generator().manual_seed(7)).to(out_dtype or dtype)
     fn = fn_of(pattern)

@@ -95,6 +95,17 @@ def _index_i32(pattern: str, sizes: tuple[int, ...], device: torch.device) -> to
     return _index_on(pattern, sizes, device).to(torch.int32).contiguous()
 
 
+def _pixels_last(t: torch.Tensor, lead: int) -> torch.Tensor:
+    """``t`` (b, *lead dims, *spatial) with memory ordered (b, *spatial, *lead dims), copying only
+    when it is not already: the fused kernels' lanes then read consecutive channels of one pixel.
+    lead 1: x (b, c, ...) -> channels-last; lead 2: delta (b, K, c, ...) -> memory (b, ..., K, c)."""
+    nsp = t.dim() - 1 - lead
+    to_last = (0, *range(1 + lead, t.dim()), *range(1, 1 + lead))  # (b, *spatial, *lead)
+    back = (0, *range(1 + nsp, t.dim()), *range(1, 1 + nsp))
+    perm = t.permute(*to_last)
+    return t if perm.is_contiguous() else perm.contiguous().permute(*back)
+
+
 def _to_scan_order(t: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """(b, K, m, L) per pixel -> (b, K, m, L) in each route's scan order: out[:, k, :, i] = t[:, k, :, index[k, i]]."""
     b, k, m, length = t.shape
@@ -124,9 +135,9 @@ def _scan(fn: str, x, delta, A, B, C, D, delta_bias, delta_softplus, pattern, ba
         from .scan_triton import selective_scan_gather_triton
 
         out = selective_scan_gather_triton(
-            x.reshape(b, c, length), delta.reshape(b, k * c, length), A, B.reshape(b, k, n, length),
-            C.reshape(b, k, n, length), _index_i32(pattern, sizes, x.device), D, delta_bias, delta_softplus,
-            out_dtype=out_dtype)
+            _pixels_last(x, 1).reshape(b, c, length), _pixels_last(delta, 2).reshape(b, k * c, length), A,
+            B.reshape(b, k, n, length).contiguous(), C.reshape(b, k, n, length).contiguous(),
+            _index_i32(pattern, sizes, x.device), D, delta_bias, delta_softplus, out_dtype=out_dtype)
         return out.view(b, c, *sizes)
     # unfused chain (also the oracle of the fused kernels)
     index = _index_on(pattern, sizes, x.device)

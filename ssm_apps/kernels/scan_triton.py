@@ -162,26 +162,41 @@ def _sub_range(L, seg, seg_ck, KS: tl.constexpr, T: tl.constexpr):
 
 
 @triton.jit
-def _offsets(idx_ptr, grp, t, mask_t, L, row, xrow, base2, c, T: tl.constexpr, GATHER: tl.constexpr):
-    """(delta-layout offsets [T, BD], u / merged-output offsets [T, BD], positions [T]) of sub-chunk c.
+def _rows(bi, grp, offs_d, ch, dim, L, sxb, sxc, sdb, sdk, sdc, GATHER: tl.constexpr):
+    """Per-channel base offsets [BD]: (delta-layout row, x-layout row).
 
-    Plain scan: both offsets are row * L + t. Fused pattern scan (GATHER): step t of route ``grp``
-    sits at pixel p = idx[grp, t]; delta-like tensors (b, K*c, L) are read at row * L + p and x /
-    the merged output (b, c, L) at xrow * L + p."""
+    Plain scan: (bi * dim + ch) * L for both. Fused pattern scan (GATHER): delta-like tensors
+    (b, K, c, L) at bi * sdb + route * sdk + i * sdc, x-like ones (b, c, L) at bi * sxb + i * sxc."""
+    if GATHER:
+        row = bi.to(tl.int64) * sdb + grp.to(tl.int64) * sdk + offs_d.to(tl.int64) * sdc
+        xrow = bi.to(tl.int64) * sxb + offs_d.to(tl.int64) * sxc
+    else:
+        row = (bi * dim + ch).to(tl.int64) * L
+        xrow = row
+    return row, xrow
+
+
+@triton.jit
+def _offsets(idx_ptr, grp, t, mask_t, L, row, xrow, base2, c, sxp, sdp, T: tl.constexpr, GATHER: tl.constexpr):
+    """(delta-layout offsets [T, BD], x-layout offsets [T, BD], positions [T]) of sub-chunk c.
+
+    Plain scan: both are row + t. Fused pattern scan (GATHER): step t of route ``grp`` visits pixel
+    p = idx[grp, t]; offsets row + p * sdp and xrow + p * sxp (pixel strides)."""
     if GATHER:
         pos = tl.load(idx_ptr + grp * L + t, mask=mask_t, other=0)
-        return row[None, :] + pos[:, None], xrow[None, :] + pos[:, None], pos
+        p64 = pos.to(tl.int64)[:, None]
+        return row[None, :] + p64 * sdp, xrow[None, :] + p64 * sxp, pos
     else:
         ptr2 = base2 + c * T
         return ptr2, ptr2, t
 
 
 @triton.jit
-def _next_offsets(idx_ptr, grp, t, L, row, ptr2, GATHER: tl.constexpr):
+def _next_offsets(idx_ptr, grp, t, L, row, ptr2, sdp, GATHER: tl.constexpr):
     """Delta-layout offsets of step t + 1 (for dt_{t+1} in the backward scans)."""
     if GATHER:
         pos = tl.load(idx_ptr + grp * L + t + 1, mask=t + 1 < L, other=0)
-        return row[None, :] + pos[:, None]
+        return row[None, :] + pos.to(tl.int64)[:, None] * sdp
     else:
         return ptr2 + 1
 
@@ -193,6 +208,7 @@ def _scan_fwd_kernel(
     u_ptr, dt_ptr, z_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, out_ptr, st_ptr, h0_ptr, idx_ptr,
     L, dim, dstate, dg, n_ckpt, n_seg, seg_ck,
     sB_b, sB_g, rB, sC_b, sC_g, rC,
+    sxb, sxc, sxp, sdb, sdk, sdc, sdp,
     key_n, key_L, key_P, key_F,
     NB: tl.constexpr, S: tl.constexpr, T: tl.constexpr, BD: tl.constexpr,
     HAS_Z: tl.constexpr, HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
@@ -208,8 +224,7 @@ def _scan_fwd_kernel(
     mask_n = offs_n < dstate
     offs_t = tl.arange(0, T)
     mask_nd = mask_n[:, None] & mask_d[None, :]
-    row = (bi * dim + ch).to(tl.int64) * L
-    xrow = (bi * dg + offs_d).to(tl.int64) * L  # GATHER: x / merged rows (b, c = dg, L)
+    row, xrow = _rows(bi, grp, offs_d, ch, dim, L, sxb, sxc, sdb, sdk, sdc, GATHER)
     base2 = row[None, :] + offs_t[:, None]  # [T, BD] offsets of (bi, ch, t) for the first sub-chunk
 
     A2 = tl.load(A_ptr + ch[None, :] * dstate + offs_n[:, None], mask=mask_nd, other=0.0) * _LOG2E
@@ -243,7 +258,7 @@ def _scan_fwd_kernel(
         t = c * T + offs_t
         mask_t = t < L
         m2 = mask_t[:, None] & mask_d[None, :]
-        ptr2, uoff, pos = _offsets(idx_ptr, grp, t, mask_t, L, row, xrow, base2, c, T, GATHER)
+        ptr2, uoff, pos = _offsets(idx_ptr, grp, t, mask_t, L, row, xrow, base2, c, sxp, sdp, T, GATHER)
         u = tl.load(u_ptr + uoff, mask=m2, other=0.0).to(tl.float32)
         _, dt = _dt_of(tl.load(dt_ptr + ptr2, mask=m2, other=0.0), bias, m2, HAS_BIAS, SOFTPLUS)
         dtu = dt * u
@@ -285,6 +300,7 @@ def _scan_fwd_seg_kernel(
     u_ptr, dt_ptr, A_ptr, B_ptr, bias_ptr, hend_ptr, dts_ptr, idx_ptr,
     L, dim, dstate, dg, n_seg, seg_ck,
     sB_b, sB_g, rB,
+    sxb, sxc, sxp, sdb, sdk, sdc, sdp,
     key_n, key_L, key_P, key_F,
     NB: tl.constexpr, S: tl.constexpr, T: tl.constexpr, BD: tl.constexpr,
     HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, B_VAR: tl.constexpr, GATHER: tl.constexpr = False,
@@ -299,8 +315,7 @@ def _scan_fwd_seg_kernel(
     mask_n = offs_n < dstate
     offs_t = tl.arange(0, T)
     mask_nd = mask_n[:, None] & mask_d[None, :]
-    row = (bi * dim + ch).to(tl.int64) * L
-    xrow = (bi * dg + offs_d).to(tl.int64) * L  # GATHER: x / merged rows (b, c = dg, L)
+    row, xrow = _rows(bi, grp, offs_d, ch, dim, L, sxb, sxc, sdb, sdk, sdc, GATHER)
     base2 = row[None, :] + offs_t[:, None]
     A2 = tl.load(A_ptr + ch[None, :] * dstate + offs_n[:, None], mask=mask_nd, other=0.0) * _LOG2E
     bias = tl.zeros([BD], dtype=tl.float32)
@@ -319,7 +334,7 @@ def _scan_fwd_seg_kernel(
         t = c * T + offs_t
         mask_t = t < L
         m2 = mask_t[:, None] & mask_d[None, :]
-        ptr2, uoff, pos = _offsets(idx_ptr, grp, t, mask_t, L, row, xrow, base2, c, T, GATHER)
+        ptr2, uoff, pos = _offsets(idx_ptr, grp, t, mask_t, L, row, xrow, base2, c, sxp, sdp, T, GATHER)
         u = tl.load(u_ptr + uoff, mask=m2, other=0.0).to(tl.float32)
         _, dt = _dt_of(tl.load(dt_ptr + ptr2, mask=m2, other=0.0), bias, m2, HAS_BIAS, SOFTPLUS)
         a = tl.exp2(dt[:, None, :] * A2[None, :, :])
@@ -366,6 +381,7 @@ def _scan_bwd_seg_kernel(
     dt_ptr, z_ptr, A_ptr, C_ptr, bias_ptr, dout_ptr, dhl_ptr, dtsn_ptr, idx_ptr,
     L, dim, dstate, dg, n_seg, seg_ck,
     sC_b, sC_g, rC,
+    sxb, sxc, sxp, sdb, sdk, sdc, sdp,
     key_n, key_L, key_P, key_F,
     NB: tl.constexpr, S: tl.constexpr, T: tl.constexpr, BD: tl.constexpr,
     HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, C_VAR: tl.constexpr,
@@ -382,8 +398,7 @@ def _scan_bwd_seg_kernel(
     mask_n = offs_n < dstate
     offs_t = tl.arange(0, T)
     mask_nd = mask_n[:, None] & mask_d[None, :]
-    row = (bi * dim + ch).to(tl.int64) * L
-    xrow = (bi * dg + offs_d).to(tl.int64) * L  # GATHER: x / merged rows (b, c = dg, L)
+    row, xrow = _rows(bi, grp, offs_d, ch, dim, L, sxb, sxc, sdb, sdk, sdc, GATHER)
     base2 = row[None, :] + offs_t[:, None]
     A2 = tl.load(A_ptr + ch[None, :] * dstate + offs_n[:, None], mask=mask_nd, other=0.0) * _LOG2E
     bias = tl.zeros([BD], dtype=tl.float32)
@@ -403,9 +418,9 @@ def _scan_bwd_seg_kernel(
         t = c * T + offs_t
         mask_t = t < L
         m2 = mask_t[:, None] & mask_d[None, :]
-        ptr2, uoff, pos = _offsets(idx_ptr, grp, t, mask_t, L, row, xrow, base2, c, T, GATHER)
+        ptr2, uoff, pos = _offsets(idx_ptr, grp, t, mask_t, L, row, xrow, base2, c, sxp, sdp, T, GATHER)
         m2n = (t + 1 < L)[:, None] & mask_d[None, :]
-        nptr2 = _next_offsets(idx_ptr, grp, t, L, row, ptr2, GATHER)
+        nptr2 = _next_offsets(idx_ptr, grp, t, L, row, ptr2, sdp, GATHER)
         _, dt_next = _dt_of(tl.load(dt_ptr + nptr2, mask=m2n, other=0.0), bias, m2n, HAS_BIAS, SOFTPLUS)
         dy = tl.load(dout_ptr + uoff, mask=m2, other=0.0).to(tl.float32)  # GATHER: merged (b, c, L)
         if HAS_Z:
@@ -460,6 +475,7 @@ def _scan_bwd_kernel(
     L, dim, dstate, dg, n_ckpt, n_seg, seg_ck,
     sB_b, sB_g, rB, sC_b, sC_g, rC,
     sdB_b, sdB_g, sdC_b, sdC_g,
+    sxb, sxc, sxp, sdb, sdk, sdc, sdp,
     key_n, key_L, key_P, key_F,
     NB: tl.constexpr, S: tl.constexpr, T: tl.constexpr, BD: tl.constexpr,
     HAS_Z: tl.constexpr, HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
@@ -475,8 +491,7 @@ def _scan_bwd_kernel(
     mask_n = offs_n < dstate
     offs_t = tl.arange(0, T)
     mask_nd = mask_n[:, None] & mask_d[None, :]
-    row = (bi * dim + ch).to(tl.int64) * L
-    xrow = (bi * dg + offs_d).to(tl.int64) * L  # GATHER: x / merged rows (b, c = dg, L)
+    row, xrow = _rows(bi, grp, offs_d, ch, dim, L, sxb, sxc, sdb, sdk, sdc, GATHER)
     base2 = row[None, :] + offs_t[:, None]
 
     A = tl.load(A_ptr + ch[None, :] * dstate + offs_n[:, None], mask=mask_nd, other=0.0)
@@ -531,7 +546,7 @@ def _scan_bwd_kernel(
             t = (c0 + k) * T + offs_t
             mask_t = t < L
             m2 = mask_t[:, None] & mask_d[None, :]
-            ptr2, uoff, pos = _offsets(idx_ptr, grp, t, mask_t, L, row, xrow, base2, c0 + k, T, GATHER)
+            ptr2, uoff, pos = _offsets(idx_ptr, grp, t, mask_t, L, row, xrow, base2, c0 + k, sxp, sdp, T, GATHER)
             u = tl.load(u_ptr + uoff, mask=m2, other=0.0).to(tl.float32)
             _, dt = _dt_of(tl.load(dt_ptr + ptr2, mask=m2, other=0.0), bias, m2, HAS_BIAS, SOFTPLUS)
             a = tl.exp2(dt[:, None, :] * A2[None, :, :])
@@ -552,11 +567,11 @@ def _scan_bwd_kernel(
             t = c * T + offs_t
             mask_t = t < L
             m2 = mask_t[:, None] & mask_d[None, :]
-            ptr2, uoff, pos = _offsets(idx_ptr, grp, t, mask_t, L, row, xrow, base2, c, T, GATHER)
+            ptr2, uoff, pos = _offsets(idx_ptr, grp, t, mask_t, L, row, xrow, base2, c, sxp, sdp, T, GATHER)
             u = tl.load(u_ptr + uoff, mask=m2, other=0.0).to(tl.float32)
             raw, dt = _dt_of(tl.load(dt_ptr + ptr2, mask=m2, other=0.0), bias, m2, HAS_BIAS, SOFTPLUS)
             m2n = (t + 1 < L)[:, None] & mask_d[None, :]
-            nptr2 = _next_offsets(idx_ptr, grp, t, L, row, ptr2, GATHER)
+            nptr2 = _next_offsets(idx_ptr, grp, t, L, row, ptr2, sdp, GATHER)
             _, dt_next = _dt_of(tl.load(dt_ptr + nptr2, mask=m2n, other=0.0), bias, m2n, HAS_BIAS, SOFTPLUS)
             dout = tl.load(dout_ptr + uoff, mask=m2, other=0.0).to(tl.float32)  # GATHER: merged (b, c, L)
             h0 = tl.load(scr_ptrs + k * (NB * BD))
@@ -766,6 +781,16 @@ def _sizes(delta, A, B, C):
     return batch, dim, length, dstate, groups, dim // groups, _next_pow2(dstate), n_ckpt
 
 
+def _gather_strides(u, delta, groups: int, gather: bool) -> tuple[int, ...]:
+    """(sxb, sxc, sxp, sdb, sdk, sdc, sdp): element strides of x (b, c, L) and delta (b, K*c, L) by
+    batch, (route,) channel and pixel for the fused pattern scan; zeros for the plain scan."""
+    if not gather:
+        return (0,) * 7
+    dg = delta.shape[1] // groups
+    return (u.stride(0), u.stride(1), u.stride(2), delta.stride(0), dg * delta.stride(1), delta.stride(1),
+            delta.stride(2))
+
+
 def _flags(*bits) -> int:
     return sum(int(bool(b)) << i for i, b in enumerate(bits))
 
@@ -781,11 +806,14 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, save_all, save_last,
     Ck, c_var, sCb, sCg, rC = _bc_args(C, groups)
     dev = u.device
     n_seg, seg_ck = _segments(batch, dim, n_ckpt)
-    if gather and atomic:
-        out = torch.zeros((batch, dg, length), device=dev, dtype=torch.float32)
+    if gather and atomic:  # float32 accumulator in x's memory layout
+        out = torch.zeros_like(u, dtype=torch.float32)
+    elif gather:  # per-route outputs in delta's memory layout
+        out = torch.empty_like(delta, dtype=out_dtype)
     else:
         out = torch.empty((batch, dim, length), device=dev, dtype=out_dtype)
     idx = index if gather else A  # dummy pointer when not gathering
+    gs = _gather_strides(u, delta, groups, gather)
     n_saved = n_ckpt if save_all else 1
     states = torch.empty((batch, n_saved, dstate, dim), device=dev, dtype=torch.float32)
     has_z, has_d, has_bias = z is not None, D is not None, delta_bias is not None
@@ -799,7 +827,7 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, save_all, save_last,
         _launcher("fseg", nb, dg)(
             lambda meta: (batch * groups * triton.cdiv(dg, meta["BD"]), n_seg - 1), keys + (flags,) + dtypes,
             u, delta, A, Bk, delta_bias if has_bias else u, hend, dts, idx,
-            length, dim, dstate, dg, n_seg, seg_ck, sBb, sBg, rB, *keys, flags,
+            length, dim, dstate, dg, n_seg, seg_ck, sBb, sBg, rB, *gs, *keys, flags,
             NB=nb, S=CHECKPOINT_STEPS, HAS_BIAS=has_bias, SOFTPLUS=bool(softplus), B_VAR=b_var, GATHER=gather,
         )
         h0 = torch.empty((batch, n_seg, dstate, dim), device=dev, dtype=torch.float32)
@@ -813,7 +841,7 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, save_all, save_last,
         lambda meta: (batch * groups * triton.cdiv(dg, meta["BD"]), n_seg), keys + (flags,) + dtypes,
         u, delta, z if has_z else u, A, Bk, Ck, D if has_d else u, delta_bias if has_bias else u, out, states, h0,
         idx, length, dim, dstate, dg, n_saved, n_seg, seg_ck,
-        sBb, sBg, rB, sCb, sCg, rC, *keys, flags,
+        sBb, sBg, rB, sCb, sCg, rC, *gs, *keys, flags,
         NB=nb, S=CHECKPOINT_STEPS,
         HAS_Z=has_z, HAS_D=has_d, HAS_BIAS=has_bias, SOFTPLUS=bool(softplus),
         B_VAR=b_var, C_VAR=c_var, SAVE_ALL=save_all, SAVE_LAST=save_last, HAS_H0=n_seg > 1,
@@ -832,6 +860,9 @@ def _backward(u, delta, A, B, C, D, z, delta_bias, softplus, states, dout, dlast
     gather = index is not None
     atomic_out = gather and atomic
     idx = index if gather else A
+    gs = _gather_strides(u, delta, groups, gather)
+    if gather and dout.stride() != u.stride():  # dout is read in x's memory layout
+        dout = torch.empty_like(u, dtype=dout.dtype).copy_(dout)
     Bk, b_var, sBb, sBg, rB = _bc_args(B, groups)
     Ck, c_var, sCb, sCg, rC = _bc_args(C, groups)
     dev = u.device
@@ -841,9 +872,9 @@ def _backward(u, delta, A, B, C, D, z, delta_bias, softplus, states, dout, dlast
     keys = (nb, _l_bucket(length), _next_pow2(batch * dim))
     dtypes = (u.dtype, delta.dtype, B.dtype, C.dtype, z.dtype if has_z else None, dout.dtype)
     if atomic_out:
-        du = torch.zeros(u.shape, device=dev, dtype=f32)
+        du = torch.zeros_like(u, dtype=f32)
     elif gather:
-        du = torch.empty(delta.shape, device=dev, dtype=f32)
+        du = torch.empty_like(delta, dtype=f32)
     else:
         du = torch.empty_like(u)
     ddelta = torch.empty_like(delta)
@@ -866,7 +897,7 @@ def _backward(u, delta, A, B, C, D, z, delta_bias, softplus, states, dout, dlast
         _launcher("bseg", nb, dg)(
             lambda meta: (batch * groups * triton.cdiv(dg, meta["BD"]), n_seg - 1), keys + (flags,) + dtypes,
             delta, z if has_z else delta, A, Ck, delta_bias if has_bias else A, dout, dhl, dtsn, idx,
-            length, dim, dstate, dg, n_seg, seg_ck, sCb, sCg, rC, *keys, flags,
+            length, dim, dstate, dg, n_seg, seg_ck, sCb, sCg, rC, *gs, *keys, flags,
             NB=nb, S=CHECKPOINT_STEPS, HAS_Z=has_z, HAS_BIAS=has_bias, SOFTPLUS=bool(softplus), C_VAR=c_var,
             GATHER=gather,
         )
@@ -888,7 +919,7 @@ def _backward(u, delta, A, B, C, D, z, delta_bias, softplus, states, dout, dlast
         sBb, sBg, rB, sCb, sCg, rC,
         dB.stride(0) if b_var else 0, dB.stride(1) if b_var else 0,
         dC.stride(0) if c_var else 0, dC.stride(1) if c_var else 0,
-        *keys, flags,
+        *gs, *keys, flags,
         NB=nb, S=CHECKPOINT_STEPS,
         HAS_Z=has_z, HAS_D=has_d, HAS_BIAS=has_bias, SOFTPLUS=bool(softplus),
         B_VAR=b_var, C_VAR=c_var, HAS_DH0=has_dh0, GATHER=gather, ATOMIC_OUT=atomic_out,
@@ -975,7 +1006,7 @@ class SelectiveScanGatherTritonFn(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, delta, A, B, C, D, delta_bias, delta_softplus, index, out_dtype):
-        x, delta, A = x.contiguous(), delta.contiguous(), A.contiguous()
+        A = A.contiguous()  # x and delta: any strides (read through them)
         B, C = B.contiguous(), C.contiguous()
         D = D.contiguous() if D is not None else None
         delta_bias = delta_bias.contiguous() if delta_bias is not None else None
@@ -994,7 +1025,7 @@ class SelectiveScanGatherTritonFn(torch.autograd.Function):
     def backward(ctx, dout):
         x, delta, A, B, C, D, delta_bias, states, index = ctx.saved_tensors
         du, ddelta, dA, dB, dC, dD, _, dbias = _backward(
-            x, delta, A, B, C, D, None, delta_bias, ctx.delta_softplus, states, dout.contiguous(), None,
+            x, delta, A, B, C, D, None, delta_bias, ctx.delta_softplus, states, dout, None,
             index=index, atomic=ctx.atomic)
         grads = [du, ddelta, dA, dB, dC, dD, dbias]
         grads = [g if need else None for g, need in zip(grads, ctx.needs_input_grad[:7])]
@@ -1017,16 +1048,18 @@ def selective_scan_gather_triton(
     """K-route selective scan read straight from a map and merged back (inputs not re-validated).
 
     Args:
-        x: (b, c, P) the map, flattened (P pixels).
-        delta: (b, K*c, P) per pixel: row k*c + i holds channel i of route k at each pixel.
+        x: (b, c, P) the map, flattened (P pixels), any strides; fastest with unit channel stride
+            (channels-last memory, (b, P, c)): a warp's lanes then read consecutive channels.
+        delta: (b, K*c, P) per pixel: row k*c + i holds channel i of route k at each pixel; any
+            strides with the route stride c times the channel stride; fastest with memory (b, P, K, c).
         A: (K*c, n) float32; D, delta_bias: (K*c,) float32.
         B, C: (b, K, n, P) per pixel (route k's channels read group k).
         index: (K, P) int32 on x's device, every row a permutation of 0..P-1: route k visits
             pixel index[k, t] at step t.
 
     Returns:
-        (b, c, P) in ``out_dtype`` (default x's): at each pixel the sum over routes of the scan
-        output at the step that visits it. Equals scanning u_k = x[..., index[k]], delta_k, B_k,
+        (b, c, P) in ``out_dtype`` (default x's), in x's memory layout: at each pixel the sum over
+        routes of the scan output at the step that visits it. Equals scanning u_k = x[..., index[k]], delta_k, B_k,
         C_k gathered the same way, and summing each y_k back at index[k].
     """
     return SelectiveScanGatherTritonFn.apply(x, delta, A, B, C, D, delta_bias, bool(delta_softplus), index,

@@ -175,10 +175,13 @@ class SS2D(nn.Module):
         bc_weight = self.x_proj_weight[:, R:].to(x.dtype)  # (K, 2N, D): B rows, then C rows
         if self.scan_pattern in FUSED_PATTERNS_2D:
             x_flat = x.reshape(batch, dim, height * width)
-            dts = torch.matmul(dt_weight.reshape(K * dim, dim), x_flat)  # (B, K*D, HW)
+            # dt as (B, HW, K*D) memory: the fused kernels read consecutive channels of a pixel
+            # (no layout copy); the same GEMM as W @ x with transposed operands
+            dts = torch.matmul(x_flat.transpose(1, 2), dt_weight.reshape(K * dim, dim).t())
+            dts = dts.view(batch, height, width, K, dim).permute(0, 3, 4, 1, 2)  # (B, K, D, H, W)
             bc = torch.matmul(bc_weight.reshape(K * 2 * N, dim), x_flat).view(batch, K, 2 * N, height, width)
             return selective_scan_2d(
-                x, dts.view(batch, K, dim, height, width), -torch.exp(self.A_logs.float()),
+                x, dts, -torch.exp(self.A_logs.float()),
                 bc[:, :, :N], bc[:, :, N:],  # B, C: (B, K, N, H, W) per pixel
                 D=self.Ds.float(),
                 delta_bias=self.dt_projs_bias.float().reshape(-1),
