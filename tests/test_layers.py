@@ -81,3 +81,32 @@ def test_layers_reject_bad_input():
         Mamba(8)(torch.randn(2, 5, 7))
     with pytest.raises(ValueError, match="'mode' must be 'v2' or 'sum'"):
         BiMamba(8, mode="v1")
+
+
+def test_layer_norm_2d_fp32_and_under_bf16_autocast_against_float64():
+    """Channel LayerNorm of a (B, C, H, W) map: exact F.layer_norm in fp32; under bf16 autocast it runs in
+    bf16 (float32 statistics) and stays within bf16 tolerance, gradients included."""
+    from ssm_apps.layers.ss2d import LayerNorm2d
+
+    torch.manual_seed(0)
+    ln = LayerNorm2d(12)
+    torch.nn.init.normal_(ln.weight)
+    torch.nn.init.normal_(ln.bias)
+    x = torch.randn(2, 12, 5, 7, requires_grad=True)
+    x64 = x.detach().double().requires_grad_()
+    w64, b64 = ln.weight.detach().double().requires_grad_(), ln.bias.detach().double().requires_grad_()
+    ref = F.layer_norm(x64.permute(0, 2, 3, 1), (12,), w64, b64, ln.eps).permute(0, 3, 1, 2)
+    grad = torch.randn_like(ref)
+    (ref * grad).sum().backward()
+
+    torch.testing.assert_close(ln(x).double(), ref.detach(), rtol=1e-5, atol=1e-5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = ln(x)
+    assert y.dtype == torch.bfloat16 and y.shape == x.shape
+    torch.testing.assert_close(y.double(), ref.detach(), rtol=3e-2, atol=5e-2)
+    (y.double() * grad).sum().backward()
+    assert x.grad.dtype == torch.float32 and ln.weight.grad.dtype == torch.float32
+    # weight/bias gradients are sums over B*H*W bf16 products: compare as relative L2 errors
+    for name, got, want in (("x", x.grad, x64.grad), ("weight", ln.weight.grad, w64.grad), ("bias", ln.bias.grad, b64.grad)):
+        rel = ((got.double() - want).norm() / want.norm()).item()
+        assert rel < 2e-2, f"gradient of {name}: relative L2 error {rel:.3g}"
