@@ -1,11 +1,15 @@
-"""Shared test helpers: where ../shared lives, and loading its fixtures."""
+"""Shared test helpers: where ../shared lives, loading its fixtures; the Triton interpreter switched on."""
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-import pytest
-import torch
+# The Triton kernels are tested on CPU by Triton's interpreter, which must be on before anything
+# imports triton (lightning does, through torch._dynamo); pytest imports this file first.
+os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

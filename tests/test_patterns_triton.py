@@ -2,10 +2,8 @@
 
 Every result must be bit-identical (``torch.equal``) to the PyTorch backend of
 ``scan_patterns``: scans, merges (same summation order and accumulation dtype) and
-gradients (each op's backward is the other op). The interpreter must be switched on
-before anything imports triton, hence the first lines; when another test module has
-already imported triton in this process, this module re-runs itself in a fresh pytest
-process (``test_in_fresh_process``), as tests/test_scan_triton.py does.
+gradients (each op's backward is the other op). The interpreter is switched on
+by tests/conftest.py, before anything imports triton.
 
 The interpreter's tile is 2 channels x 32 steps (patterns_triton.INTERPRET_BLOCK_*), so in
 the forward tests c = 3 leaves a half-masked channel block and L = 35 two step blocks, the
@@ -13,20 +11,13 @@ last partial; the gradient tests (the same kernels) use one larger tile to save 
 """
 from __future__ import annotations
 
-import os
 import sys
 
-_TRITON_PREIMPORTED = "triton" in sys.modules and os.environ.get("TRITON_INTERPRET") != "1"
-os.environ["TRITON_INTERPRET"] = "1"
+import pytest
+import torch
 
-import subprocess  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import pytest  # noqa: E402
-import torch  # noqa: E402
-
-from ssm_apps.kernels import scan_patterns as sp  # noqa: E402
-from ssm_apps.kernels.scan_patterns import (  # noqa: E402
+from ssm_apps.kernels import scan_patterns as sp
+from ssm_apps.kernels.scan_patterns import (
     PATTERNS_2D,
     cross_merge,
     cross_merge_3d,
@@ -37,34 +28,22 @@ from ssm_apps.kernels.scan_patterns import (  # noqa: E402
 
 triton = pytest.importorskip("triton")
 
-from ssm_apps.kernels import patterns_triton as pt  # noqa: E402
+from ssm_apps.kernels import patterns_triton as pt
 
 DTYPES = [torch.float32, torch.bfloat16]
 # (H, W) per pattern: odd sizes everywhere; atrous also on an even grid (no padding)
 SIZES = {"cross4": [(5, 7)], "bidi": [(5, 7)], "omni8": [(5, 7)], "atrous": [(5, 7), (4, 6)]}
 CASES_2D = [(p, hw) for p in sorted(PATTERNS_2D) for hw in SIZES[p]]
 DHW = (3, 4, 5)
-NO_INTERPRETER_NEEDED = {"test_in_fresh_process", "test_route_maps_follow_the_index_map", "test_dispatch_on_cpu"}
+NO_INTERPRETER_NEEDED = {"test_route_maps_follow_the_index_map", "test_dispatch_on_cpu"}
 
 
 @pytest.fixture(autouse=True)
 def interpreter_on(request):
     if request.node.originalname in NO_INTERPRETER_NEEDED:
         return
-    if _TRITON_PREIMPORTED:
-        pytest.skip("triton was imported before the interpreter was switched on; see test_in_fresh_process")
     assert pt._interpreting(), "TRITON_INTERPRET=1 must be set before triton is imported"
 
-
-def test_in_fresh_process():
-    """This module in a new pytest process, when triton was imported here before the interpreter was on."""
-    if not _TRITON_PREIMPORTED:
-        pytest.skip("this process already runs the kernels under the interpreter")
-    env = dict(os.environ, TRITON_INTERPRET="1")
-    repo = Path(__file__).resolve().parents[1]
-    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(Path(__file__))],
-                       cwd=repo, env=env, capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-3000:]
 
 
 def _randn(*shape: int, seed: int, dtype: torch.dtype) -> torch.Tensor:

@@ -10,25 +10,15 @@
 
 The oracle builds each route with plain Python loops from the patterns' definitions (no
 ssm_apps code), scans it with tests/oracle.py and adds its output back at the visited pixels.
-As in test_scan_triton.py the interpreter must be on before triton is imported; when another
-module imported triton first, this file re-runs itself in a fresh process.
+The Triton interpreter is switched on by tests/conftest.py, before anything imports triton.
 """
 from __future__ import annotations
 
-import os
-import sys
+import pytest
+import torch
 
-_TRITON_PREIMPORTED = "triton" in sys.modules and os.environ.get("TRITON_INTERPRET") != "1"
-os.environ["TRITON_INTERPRET"] = "1"
-
-import subprocess  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import pytest  # noqa: E402
-import torch  # noqa: E402
-
-from oracle import selective_scan_oracle  # noqa: E402
-from ssm_apps.kernels import selective_scan_2d, selective_scan_3d  # noqa: E402
+from oracle import selective_scan_oracle
+from ssm_apps.kernels import selective_scan_2d, selective_scan_3d
 
 TOL = {torch.float32: (6e-4, 2e-3), torch.bfloat16: (3e-2, 5e-2)}
 GRAD_SCALE = {"x": (2, 2), "delta": (5, 10)}
@@ -202,8 +192,6 @@ def test_bad_pattern_and_backend():
 
 @pytest.fixture
 def kernels(request, monkeypatch):
-    if _TRITON_PREIMPORTED:
-        pytest.skip("triton was imported before the interpreter was switched on; see test_in_fresh_process")
     pytest.importorskip("triton")
     from ssm_apps.kernels import scan_triton
 
@@ -215,16 +203,6 @@ def kernels(request, monkeypatch):
     monkeypatch.setattr(scan_2d, "triton_available", lambda device: True)
     return scan_triton
 
-
-def test_in_fresh_process():
-    """This module in a new pytest process, when triton was imported here before the interpreter was on."""
-    if not _TRITON_PREIMPORTED:
-        pytest.skip("this process already runs the kernels under the interpreter")
-    env = dict(os.environ, TRITON_INTERPRET="1")
-    repo = Path(__file__).resolve().parents[1]
-    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(Path(__file__))],
-                       cwd=repo, env=env, capture_output=True, text=True, timeout=900)
-    assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-3000:]
 
 
 TRITON_CASES = [

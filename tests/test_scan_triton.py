@@ -1,10 +1,6 @@
 """Triton selective-scan kernels, run on CPU by the Triton interpreter, against the float64 oracle.
 
-The interpreter must be switched on before anything imports triton, hence the first lines.
-When another test module has already imported triton in this process (lightning does, through
-torch._dynamo), triton's own library functions are compiled-mode objects the interpreter cannot
-call; then this module runs itself in a fresh pytest process (``test_in_fresh_process``) and its
-other tests are skipped here.
+The interpreter is switched on by tests/conftest.py, before anything imports triton.
 
 Shapes are tiny (the interpreter is slow); the checkpoint interval is cut to 16 steps and the
 interpreter's tile is T = 8 steps x 2 channels, so L = 37 spans three checkpoint chunks and
@@ -14,24 +10,15 @@ spans two checkpoint chunks; the tests also force a single segment to cover the 
 """
 from __future__ import annotations
 
-import os
-import sys
+import pytest
+import torch
 
-_TRITON_PREIMPORTED = "triton" in sys.modules and os.environ.get("TRITON_INTERPRET") != "1"
-os.environ["TRITON_INTERPRET"] = "1"
-
-import subprocess  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import pytest  # noqa: E402
-import torch  # noqa: E402
-
-from oracle import selective_scan_oracle  # noqa: E402
+from oracle import selective_scan_oracle
 
 triton = pytest.importorskip("triton")
 
-from ssm_apps.kernels import scan_triton  # noqa: E402
-from ssm_apps.kernels.scan_triton import selective_scan_triton  # noqa: E402
+from ssm_apps.kernels import scan_triton
+from ssm_apps.kernels.scan_triton import selective_scan_triton
 
 # mamba_ssm's test tolerances; du gets 2x, ddelta 5x rtol / 10x atol.
 TOL = {torch.float32: (6e-4, 2e-3), torch.bfloat16: (3e-2, 5e-2)}
@@ -40,23 +27,9 @@ GRAD_SCALE = {"u": (2, 2), "delta": (5, 10)}
 
 @pytest.fixture(autouse=True)
 def short_checkpoints(request, monkeypatch):
-    if request.node.name == "test_in_fresh_process":
-        return
-    if _TRITON_PREIMPORTED:
-        pytest.skip("triton was imported before the interpreter was switched on; see test_in_fresh_process")
     assert scan_triton._interpreting(), "TRITON_INTERPRET=1 must be set before triton is imported"
     monkeypatch.setattr(scan_triton, "CHECKPOINT_STEPS", 16)
 
-
-def test_in_fresh_process():
-    """This module in a new pytest process, when triton was imported here before the interpreter was on."""
-    if not _TRITON_PREIMPORTED:
-        pytest.skip("this process already runs the kernels under the interpreter")
-    env = dict(os.environ, TRITON_INTERPRET="1")
-    repo = Path(__file__).resolve().parents[1]
-    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(Path(__file__))],
-                       cwd=repo, env=env, capture_output=True, text=True, timeout=900)
-    assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-3000:]
 
 
 def make_inputs(b, d, L, n, layout, dtype, groups=2, seed=0):
