@@ -188,6 +188,45 @@ def _rows(bi, grp, offs_d, ch, dim, L, sxb, sxc, sdb, sdk, sdc, GATHER: tl.const
 
 
 @triton.jit
+def _program_tile(dim, dg, dstate, L, sxb, sxc, sdb, sdk, sdc,
+                  NB: tl.constexpr, T: tl.constexpr, BD: tl.constexpr, GATHER: tl.constexpr):
+    """This program's tile, shared by the scan kernels: ids and channel offsets (``_coords``), the
+    channel / state masks, global channel indices ``ch``, state and step offsets, the per-channel
+    row bases (``_rows``) and ``base2`` [T, BD], the offsets of (bi, ch, t) in the first sub-chunk."""
+    pid, bi, grp, offs_d = _coords(dim, dg, BD)
+    mask_d = offs_d < dg
+    ch = grp * dg + offs_d
+    offs_n = tl.arange(0, NB)
+    mask_n = offs_n < dstate
+    offs_t = tl.arange(0, T)
+    mask_nd = mask_n[:, None] & mask_d[None, :]
+    row, xrow = _rows(bi, grp, offs_d, ch, dim, L, sxb, sxc, sdb, sdk, sdc, GATHER)
+    base2 = row[None, :] + offs_t[:, None]
+    return pid, bi, grp, offs_d, mask_d, ch, offs_n, mask_n, offs_t, mask_nd, row, xrow, base2
+
+
+@triton.jit
+def _channel_vector(ptr, ch, mask_d, BD: tl.constexpr, PRESENT: tl.constexpr):
+    """A (d,) float32 parameter (D, delta_bias) at channels ``ch`` [BD]; zeros when not given."""
+    v = tl.zeros([BD], dtype=tl.float32)
+    if PRESENT:
+        v = tl.load(ptr + ch, mask=mask_d, other=0.0)
+    return v
+
+
+@triton.jit
+def _state_matrix(ptr, ch, offs_n, dstate, mask_nd):
+    """A (d, n) matrix (A, or a constant B / C) as a float32 [NB, BD] tile at channels ``ch``."""
+    return tl.load(ptr + ch[None, :] * dstate + offs_n[:, None], mask=mask_nd, other=0.0).to(tl.float32)
+
+
+@triton.jit
+def _seq_base(ptr, bi, grp, ratio, s_b, s_g, offs_n, L):
+    """[1, NB] pointers to step 0 of a time-varying B / C (or its gradient) of group grp // ratio."""
+    return ptr + bi.to(tl.int64) * s_b + (grp // ratio).to(tl.int64) * s_g + offs_n[None, :].to(tl.int64) * L
+
+
+@triton.jit
 def _offsets(idx_ptr, grp, t, mask_t, L, row, xrow, base2, c, sxp, sdp, T: tl.constexpr, GATHER: tl.constexpr):
     """(delta-layout offsets [T, BD], x-layout offsets [T, BD], positions [T]) of sub-chunk c.
 
@@ -227,32 +266,21 @@ def _scan_fwd_kernel(
     HAS_H0: tl.constexpr, GATHER: tl.constexpr = False, ATOMIC_OUT: tl.constexpr = False,
 ):
     KS: tl.constexpr = S // T
-    pid, bi, grp, offs_d = _coords(dim, dg, BD)
+    pid, bi, grp, offs_d, mask_d, ch, offs_n, mask_n, offs_t, mask_nd, row, xrow, base2 = _program_tile(
+        dim, dg, dstate, L, sxb, sxc, sdb, sdk, sdc, NB, T, BD, GATHER)
     seg = tl.program_id(1)
-    mask_d = offs_d < dg
-    ch = grp * dg + offs_d
-    offs_n = tl.arange(0, NB)
-    mask_n = offs_n < dstate
-    offs_t = tl.arange(0, T)
-    mask_nd = mask_n[:, None] & mask_d[None, :]
-    row, xrow = _rows(bi, grp, offs_d, ch, dim, L, sxb, sxc, sdb, sdk, sdc, GATHER)
-    base2 = row[None, :] + offs_t[:, None]  # [T, BD] offsets of (bi, ch, t) for the first sub-chunk
 
-    A2 = tl.load(A_ptr + ch[None, :] * dstate + offs_n[:, None], mask=mask_nd, other=0.0) * _LOG2E
-    bias = tl.zeros([BD], dtype=tl.float32)
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + ch, mask=mask_d, other=0.0)
-    Dv = tl.zeros([BD], dtype=tl.float32)
-    if HAS_D:
-        Dv = tl.load(D_ptr + ch, mask=mask_d, other=0.0)
+    A2 = _state_matrix(A_ptr, ch, offs_n, dstate, mask_nd) * _LOG2E
+    bias = _channel_vector(bias_ptr, ch, mask_d, BD, HAS_BIAS)
+    Dv = _channel_vector(D_ptr, ch, mask_d, BD, HAS_D)
     if B_VAR:
-        B_base = B_ptr + bi.to(tl.int64) * sB_b + (grp // rB).to(tl.int64) * sB_g + offs_n[None, :].to(tl.int64) * L
+        B_base = _seq_base(B_ptr, bi, grp, rB, sB_b, sB_g, offs_n, L)
     else:
-        Bc = tl.load(B_ptr + ch[None, :] * dstate + offs_n[:, None], mask=mask_nd, other=0.0).to(tl.float32)
+        Bc = _state_matrix(B_ptr, ch, offs_n, dstate, mask_nd)
     if C_VAR:
-        C_base = C_ptr + bi.to(tl.int64) * sC_b + (grp // rC).to(tl.int64) * sC_g + offs_n[None, :].to(tl.int64) * L
+        C_base = _seq_base(C_ptr, bi, grp, rC, sC_b, sC_g, offs_n, L)
     else:
-        Cc = tl.load(C_ptr + ch[None, :] * dstate + offs_n[:, None], mask=mask_nd, other=0.0).to(tl.float32)
+        Cc = _state_matrix(C_ptr, ch, offs_n, dstate, mask_nd)
 
     # states: (b, n_ckpt, n, d); segment carries: (b, n_seg, n, d)
     st_ptrs = st_ptr + (bi.to(tl.int64) * n_ckpt * dstate + offs_n[:, None]) * dim + ch[None, :]
@@ -318,24 +346,15 @@ def _scan_fwd_seg_kernel(
 ):
     """Sequence-parallel pass 1: each segment's end state from a zero start, and its sum of dt."""
     KS: tl.constexpr = S // T
-    pid, bi, grp, offs_d = _coords(dim, dg, BD)
+    pid, bi, grp, offs_d, mask_d, ch, offs_n, mask_n, offs_t, mask_nd, row, xrow, base2 = _program_tile(
+        dim, dg, dstate, L, sxb, sxc, sdb, sdk, sdc, NB, T, BD, GATHER)
     seg = tl.program_id(1)
-    mask_d = offs_d < dg
-    ch = grp * dg + offs_d
-    offs_n = tl.arange(0, NB)
-    mask_n = offs_n < dstate
-    offs_t = tl.arange(0, T)
-    mask_nd = mask_n[:, None] & mask_d[None, :]
-    row, xrow = _rows(bi, grp, offs_d, ch, dim, L, sxb, sxc, sdb, sdk, sdc, GATHER)
-    base2 = row[None, :] + offs_t[:, None]
-    A2 = tl.load(A_ptr + ch[None, :] * dstate + offs_n[:, None], mask=mask_nd, other=0.0) * _LOG2E
-    bias = tl.zeros([BD], dtype=tl.float32)
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + ch, mask=mask_d, other=0.0)
+    A2 = _state_matrix(A_ptr, ch, offs_n, dstate, mask_nd) * _LOG2E
+    bias = _channel_vector(bias_ptr, ch, mask_d, BD, HAS_BIAS)
     if B_VAR:
-        B_base = B_ptr + bi.to(tl.int64) * sB_b + (grp // rB).to(tl.int64) * sB_g + offs_n[None, :].to(tl.int64) * L
+        B_base = _seq_base(B_ptr, bi, grp, rB, sB_b, sB_g, offs_n, L)
     else:
-        Bc = tl.load(B_ptr + ch[None, :] * dstate + offs_n[:, None], mask=mask_nd, other=0.0).to(tl.float32)
+        Bc = _state_matrix(B_ptr, ch, offs_n, dstate, mask_nd)
     is_first = (offs_t == 0)[:, None, None]
     is_last = (offs_t == T - 1)[:, None, None]
     h = tl.zeros([NB, BD], dtype=tl.float32)
@@ -374,7 +393,7 @@ def _seg_fwd_combine_kernel(hend_ptr, dts_ptr, A_ptr, hin_ptr, dim, dstate, n_se
     offs_n = tl.arange(0, NB)
     mask_d = ch < dim
     mask_nd = (offs_n < dstate)[:, None] & mask_d[None, :]
-    A2 = tl.load(A_ptr + ch[None, :] * dstate + offs_n[:, None], mask=mask_nd, other=0.0) * _LOG2E
+    A2 = _state_matrix(A_ptr, ch, offs_n, dstate, mask_nd) * _LOG2E
     h = tl.zeros([NB, BD], dtype=tl.float32)
     for s in range(0, n_seg):
         segrow = (bi * n_seg + s).to(tl.int64)
@@ -401,24 +420,15 @@ def _scan_bwd_seg_kernel(
     """Sequence-parallel backward pass 1: for segments 1.., dh at the segment start with no gradient
     entering from later steps, and the sum of dt_{t+1} over the segment (its dh decay)."""
     KS: tl.constexpr = S // T
-    pid, bi, grp, offs_d = _coords(dim, dg, BD)
+    pid, bi, grp, offs_d, mask_d, ch, offs_n, mask_n, offs_t, mask_nd, row, xrow, base2 = _program_tile(
+        dim, dg, dstate, L, sxb, sxc, sdb, sdk, sdc, NB, T, BD, GATHER)
     seg = tl.program_id(1) + 1
-    mask_d = offs_d < dg
-    ch = grp * dg + offs_d
-    offs_n = tl.arange(0, NB)
-    mask_n = offs_n < dstate
-    offs_t = tl.arange(0, T)
-    mask_nd = mask_n[:, None] & mask_d[None, :]
-    row, xrow = _rows(bi, grp, offs_d, ch, dim, L, sxb, sxc, sdb, sdk, sdc, GATHER)
-    base2 = row[None, :] + offs_t[:, None]
-    A2 = tl.load(A_ptr + ch[None, :] * dstate + offs_n[:, None], mask=mask_nd, other=0.0) * _LOG2E
-    bias = tl.zeros([BD], dtype=tl.float32)
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + ch, mask=mask_d, other=0.0)
+    A2 = _state_matrix(A_ptr, ch, offs_n, dstate, mask_nd) * _LOG2E
+    bias = _channel_vector(bias_ptr, ch, mask_d, BD, HAS_BIAS)
     if C_VAR:
-        C_base = C_ptr + bi.to(tl.int64) * sC_b + (grp // rC).to(tl.int64) * sC_g + offs_n[None, :].to(tl.int64) * L
+        C_base = _seq_base(C_ptr, bi, grp, rC, sC_b, sC_g, offs_n, L)
     else:
-        Cc = tl.load(C_ptr + ch[None, :] * dstate + offs_n[:, None], mask=mask_nd, other=0.0).to(tl.float32)
+        Cc = _state_matrix(C_ptr, ch, offs_n, dstate, mask_nd)
     is_first = (offs_t == 0)[:, None, None]
     is_last = (offs_t == T - 1)[:, None, None]
     dh = tl.zeros([NB, BD], dtype=tl.float32)
@@ -463,7 +473,7 @@ def _seg_bwd_combine_kernel(dhl_ptr, dtsn_ptr, A_ptr, dlast_ptr, dhin_ptr, dim, 
     offs_n = tl.arange(0, NB)
     mask_d = ch < dim
     mask_nd = (offs_n < dstate)[:, None] & mask_d[None, :]
-    A2 = tl.load(A_ptr + ch[None, :] * dstate + offs_n[:, None], mask=mask_nd, other=0.0) * _LOG2E
+    A2 = _state_matrix(A_ptr, ch, offs_n, dstate, mask_nd) * _LOG2E
     if HAS_DLAST:  # dlast: (b, d, n)
         carry = tl.load(dlast_ptr + (bi * dim + ch[None, :]).to(tl.int64) * dstate + offs_n[:, None],
                         mask=mask_nd, other=0.0)
@@ -494,37 +504,25 @@ def _scan_bwd_kernel(
     GATHER: tl.constexpr = False, ATOMIC_OUT: tl.constexpr = False,
 ):
     KS: tl.constexpr = S // T
-    pid, bi, grp, offs_d = _coords(dim, dg, BD)
+    pid, bi, grp, offs_d, mask_d, ch, offs_n, mask_n, offs_t, mask_nd, row, xrow, base2 = _program_tile(
+        dim, dg, dstate, L, sxb, sxc, sdb, sdk, sdc, NB, T, BD, GATHER)
     seg = tl.program_id(1)
-    mask_d = offs_d < dg
-    ch = grp * dg + offs_d
-    offs_n = tl.arange(0, NB)
-    mask_n = offs_n < dstate
-    offs_t = tl.arange(0, T)
-    mask_nd = mask_n[:, None] & mask_d[None, :]
-    row, xrow = _rows(bi, grp, offs_d, ch, dim, L, sxb, sxc, sdb, sdk, sdc, GATHER)
-    base2 = row[None, :] + offs_t[:, None]
 
-    A = tl.load(A_ptr + ch[None, :] * dstate + offs_n[:, None], mask=mask_nd, other=0.0)
+    A = _state_matrix(A_ptr, ch, offs_n, dstate, mask_nd)
     A2 = A * _LOG2E
-    bias = tl.zeros([BD], dtype=tl.float32)
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + ch, mask=mask_d, other=0.0)
-    Dv = tl.zeros([BD], dtype=tl.float32)
-    if HAS_D:
-        Dv = tl.load(D_ptr + ch, mask=mask_d, other=0.0)
-    n_off = offs_n[None, :].to(tl.int64) * L
+    bias = _channel_vector(bias_ptr, ch, mask_d, BD, HAS_BIAS)
+    Dv = _channel_vector(D_ptr, ch, mask_d, BD, HAS_D)
     if B_VAR:
-        B_base = B_ptr + bi.to(tl.int64) * sB_b + (grp // rB).to(tl.int64) * sB_g + n_off
-        dB_base = dB_ptr + bi.to(tl.int64) * sdB_b + (grp // rB).to(tl.int64) * sdB_g + n_off
+        B_base = _seq_base(B_ptr, bi, grp, rB, sB_b, sB_g, offs_n, L)
+        dB_base = _seq_base(dB_ptr, bi, grp, rB, sdB_b, sdB_g, offs_n, L)
     else:
-        Bc = tl.load(B_ptr + ch[None, :] * dstate + offs_n[:, None], mask=mask_nd, other=0.0).to(tl.float32)
+        Bc = _state_matrix(B_ptr, ch, offs_n, dstate, mask_nd)
         dBc = tl.zeros([NB, BD], dtype=tl.float32)
     if C_VAR:
-        C_base = C_ptr + bi.to(tl.int64) * sC_b + (grp // rC).to(tl.int64) * sC_g + n_off
-        dC_base = dC_ptr + bi.to(tl.int64) * sdC_b + (grp // rC).to(tl.int64) * sdC_g + n_off
+        C_base = _seq_base(C_ptr, bi, grp, rC, sC_b, sC_g, offs_n, L)
+        dC_base = _seq_base(dC_ptr, bi, grp, rC, sdC_b, sdC_g, offs_n, L)
     else:
-        Cc = tl.load(C_ptr + ch[None, :] * dstate + offs_n[:, None], mask=mask_nd, other=0.0).to(tl.float32)
+        Cc = _state_matrix(C_ptr, ch, offs_n, dstate, mask_nd)
         dCc = tl.zeros([NB, BD], dtype=tl.float32)
 
     st_ptrs = st_ptr + (bi.to(tl.int64) * n_ckpt * dstate + offs_n[:, None]) * dim + ch[None, :]
