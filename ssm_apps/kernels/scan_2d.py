@@ -151,6 +151,7 @@ def _scan(fn: str, x, delta, A, B, C, D, delta_bias, delta_softplus, pattern, ba
     return cross_merge_3d(ys, pattern, sizes) if rank == 5 else cross_merge(ys, pattern, sizes)
 
 
+@torch.compiler.disable
 def selective_scan_2d(
     x: torch.Tensor,
     delta: torch.Tensor,
@@ -185,6 +186,7 @@ def selective_scan_2d(
                  out_dtype, 4)
 
 
+@torch.compiler.disable
 def selective_scan_3d(
     x: torch.Tensor,
     delta: torch.Tensor,

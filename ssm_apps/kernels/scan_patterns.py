@@ -484,6 +484,7 @@ def _merge_3d_args(
 # ----------------------------------------------------------------------------- 2-D
 
 
+@torch.compiler.disable
 def cross_scan(x: torch.Tensor, pattern: str = "cross4", backend: PatternBackend | None = None) -> torch.Tensor:
     """Scan a map into the K routes of ``pattern``.
 
@@ -503,6 +504,7 @@ def cross_scan(x: torch.Tensor, pattern: str = "cross4", backend: PatternBackend
     return _Scan.apply(x, pattern, sizes, _pick_backend("cross_scan", backend, x.device))
 
 
+@torch.compiler.disable
 def cross_merge(
     ys: torch.Tensor, pattern: str, hw: tuple[int, int], backend: PatternBackend | None = None
 ) -> torch.Tensor:
@@ -529,6 +531,7 @@ def cross_merge(
 # ----------------------------------------------------------------------------- 3-D
 
 
+@torch.compiler.disable
 def cross_scan_3d(x: torch.Tensor, pattern: str = "tri6", backend: PatternBackend | None = None) -> torch.Tensor:
     """Scan a volume into the K routes of a 3-D ``pattern``.
 
@@ -545,6 +548,7 @@ def cross_scan_3d(x: torch.Tensor, pattern: str = "tri6", backend: PatternBacken
     return _Scan.apply(x, pattern, sizes, _pick_backend("cross_scan_3d", backend, x.device))
 
 
+@torch.compiler.disable
 def cross_merge_3d(
     ys: torch.Tensor, pattern: str, dhw: tuple[int, int, int], backend: PatternBackend | None = None
 ) -> torch.Tensor:

@@ -32,6 +32,7 @@ def default_backend(device: torch.device) -> str:
     return "triton" if triton_available(device) else "torch"
 
 
+@torch.compiler.disable
 def selective_scan(
     u: torch.Tensor,
     delta: torch.Tensor,
