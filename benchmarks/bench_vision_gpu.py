@@ -51,9 +51,19 @@ def set_backend(model: torch.nn.Module, backend: str | None) -> None:
             m.scan_backend = backend
 
 
-def measure(name: str, batch: int, iters: int, backend: str | None) -> dict:
-    model = timm.create_model(name, num_classes=1000).cuda()
-    set_backend(model, backend)
+def measure(name: str, batch: int, iters: int, backend: str | None, compile_model: bool = False) -> dict:
+    """img/s of one model: eval fp32 and bf16-autocast inference, bf16 AMP training (AdamW step).
+    ``compile_model``: run the model through ``torch.compile`` (inductor; the scans stay opaque)."""
+    module = timm.create_model(name, num_classes=1000).cuda()
+    set_backend(module, backend)
+    if compile_model:
+        # the scans are compiler-disabled calls, so every block's forward is a frame of its own that
+        # dynamo compiles once per stage shape and grad mode: more than its default limit of 8; with
+        # static shapes per stage (inductor failed on the automatically dynamic ones)
+        torch._dynamo.config.recompile_limit = 64
+        torch._dynamo.config.accumulated_recompile_limit = 1024
+        torch._dynamo.config.automatic_dynamic_shapes = False
+    model = torch.compile(module) if compile_model else module
     inputs = [torch.randn(batch, 3, 224, 224, device="cuda") for _ in range(2)]
     flip = [0]
 
@@ -61,13 +71,13 @@ def measure(name: str, batch: int, iters: int, backend: str | None) -> dict:
         flip[0] ^= 1
         return inputs[flip[0]]
 
-    model.eval()
+    module.eval()
     with torch.no_grad():
         t32 = timed(lambda: model(next_input()), iters)
         with torch.autocast("cuda", dtype=torch.bfloat16):
             t16 = timed(lambda: model(next_input()), iters)
-    model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    module.train()
+    opt = torch.optim.AdamW(module.parameters(), lr=1e-4)
     target = torch.randint(0, 1000, (batch,), device="cuda")
 
     def train_step() -> None:
@@ -78,10 +88,10 @@ def measure(name: str, batch: int, iters: int, backend: str | None) -> dict:
         opt.zero_grad(set_to_none=True)
 
     ttrain = timed(train_step, iters)
-    params = sum(p.numel() for p in model.parameters())
-    del model, opt
+    params = sum(p.numel() for p in module.parameters())
+    del model, module, opt
     torch.cuda.empty_cache()
-    return {"model": name, "params": params, "infer_fp32_img_s": batch / t32, "infer_bf16_img_s": batch / t16,
+    return {"model": name, "compiled": compile_model, "params": params, "infer_fp32_img_s": batch / t32, "infer_bf16_img_s": batch / t16,
             "train_bf16_img_s": batch / ttrain}
 
 
@@ -186,7 +196,8 @@ def main() -> None:
     p.add_argument("--iters", type=int, default=10)
     p.add_argument("--models", nargs="+", default=OURS + BASELINES)
     p.add_argument("--scan-backend", default=None, help="force the selective-scan backend (default: best available)")
-    p.add_argument("--profile", default="vmamba_tiny_s1l8")
+    p.add_argument("--profile", default="vmamba_tiny_s1l8", help="model to profile ('' for none)")
+    p.add_argument("--compile", action="store_true", help="also measure each model under torch.compile")
     p.add_argument("--out", type=Path, help="JSON path (default benchmarks/results/vision_<gpu>_<backend>.json)")
     args = p.parse_args()
     if not torch.cuda.is_available():
@@ -199,18 +210,24 @@ def main() -> None:
             rows.append(measure(name, args.batch, args.iters, args.scan_backend))
         except Exception as exc:  # report the failure in the table, keep measuring the others
             rows.append({"model": name, "error": f"{type(exc).__name__}: {exc}"[:300]})
-        r = rows[-1]
-        print(r, flush=True)
+        print(rows[-1], flush=True)
+        if args.compile:
+            try:
+                rows.append(measure(name, args.batch, args.iters, args.scan_backend, compile_model=True))
+            except Exception as exc:
+                rows.append({"model": name, "compiled": True, "error": f"{type(exc).__name__}: {exc}"[:300]})
+            print(rows[-1], flush=True)
     prof = profile_training(args.profile, args.batch, args.scan_backend) if args.profile else []
     print(f"\n{gpu}, torch {torch.__version__}, batch {args.batch}, 224x224, scan backend {args.scan_backend or 'auto'}")
     print(f"{'model':32s} {'params':>11s} {'inf fp32':>9s} {'inf bf16':>9s} {'train':>9s} {'official inf/train':>19s}")
     for r in rows:
+        label = r["model"] + (" (compiled)" if r.get("compiled") else "")
         if "error" in r:
-            print(f"{r['model']:32s} ERROR {r['error']}")
+            print(f"{label:32s} ERROR {r['error']}")
             continue
         off = OFFICIAL.get(r["model"])
         ref = f"{off[0]}/{off[1]} ({r['infer_fp32_img_s'] / off[0]:.2f}x/{r['train_bf16_img_s'] / off[1]:.2f}x)" if off else ""
-        print(f"{r['model']:32s} {r['params']:11,d} {r['infer_fp32_img_s']:9.0f} {r['infer_bf16_img_s']:9.0f} "
+        print(f"{label:32s} {r['params']:11,d} {r['infer_fp32_img_s']:9.0f} {r['infer_bf16_img_s']:9.0f} "
               f"{r['train_bf16_img_s']:9.0f} {ref:>19s}")
     if prof:
         print(f"\nwhere a {args.profile} training step spends GPU time ({prof['step_kernel_ms']:.1f} ms of kernels):")
