@@ -208,7 +208,7 @@ def main() -> None:
     for name in args.models:
         try:
             rows.append(measure(name, args.batch, args.iters, args.scan_backend))
-        except Exception as exc:  # report the failure in the table, keep measuring the others
+        except Exception as exc:  # an ERROR row; measure the others, exit non-zero at the end
             rows.append({"model": name, "error": f"{type(exc).__name__}: {exc}"[:300]})
         print(rows[-1], flush=True)
         if args.compile:
@@ -244,6 +244,9 @@ def main() -> None:
                                "scan_backend": args.scan_backend or "auto", "rows": rows,
                                "official_vmamba_h100": OFFICIAL, "profile": {args.profile: prof}}, indent=2))
     print(f"wrote {out}")
+    failed = [r["model"] + (" (compiled)" if r.get("compiled") else "") for r in rows if "error" in r]
+    if failed:
+        raise SystemExit(f"bench_vision_gpu.py: {len(failed)} measurement(s) failed (see ERROR rows): {failed}")
 
 
 if __name__ == "__main__":

@@ -26,7 +26,6 @@ from ssm_apps.kernels.scan_patterns import (
     scan_length,
 )
 
-triton = pytest.importorskip("triton")
 
 from ssm_apps.kernels import patterns_triton as pt
 

@@ -192,7 +192,6 @@ def test_bad_pattern_and_backend():
 
 @pytest.fixture
 def kernels(request, monkeypatch):
-    pytest.importorskip("triton")
     from ssm_apps.kernels import scan_triton
 
     assert scan_triton._interpreting(), "TRITON_INTERPRET=1 must be set before triton is imported"

@@ -15,7 +15,6 @@ import torch
 
 from oracle import selective_scan_oracle
 
-triton = pytest.importorskip("triton")
 
 from ssm_apps.kernels import scan_triton
 from ssm_apps.kernels.scan_triton import selective_scan_triton

@@ -13,19 +13,16 @@ import pandas as pd
 import pytest
 import torch
 
+from conftest import shared_path
 from ssm_apps.timeseries.data import TimeSeriesDataModule
 from ssm_apps.timeseries.time_features import infer_freq, time_features
 
-DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "timeseries"
 L_, H_ = 96, 96  # the benchmark's lookback and horizon
 
 
 def data_file(name: str) -> Path:
-    if not DATA_DIR.is_dir():
-        pytest.skip(f"shared data folder {DATA_DIR} is absent (expected ../shared beside the checkout)")
-    path = DATA_DIR / name
-    assert path.is_file(), f"expected {path}"
-    return path
+    """A benchmark CSV from ../shared/data/timeseries (see its README)."""
+    return shared_path("data", "timeseries", name)
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +32,7 @@ def etth1_raw() -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def etth1(etth1_raw) -> TimeSeriesDataModule:
-    dm = TimeSeriesDataModule(data_path=str(DATA_DIR / "ETTh1.csv"), split="ett_hour", lookback=L_, horizon=H_)
+    dm = TimeSeriesDataModule(data_path=str(data_file("ETTh1.csv")), split="ett_hour", lookback=L_, horizon=H_)
     dm.setup("fit")
     return dm
 
@@ -102,7 +99,7 @@ def test_etth1_dataloaders_and_inverse_transform(etth1, etth1_raw):
     np.testing.assert_allclose(y_np[1], raw[11521:11617], rtol=1e-5, atol=1e-4)
     with pytest.raises(ValueError, match="7 variates"):
         etth1.inverse_transform(np.zeros((2, 3)))
-    loose = TimeSeriesDataModule(data_path=str(DATA_DIR / "ETTh1.csv"), drop_last_train=False, batch_size=1000)
+    loose = TimeSeriesDataModule(data_path=str(data_file("ETTh1.csv")), drop_last_train=False, batch_size=1000)
     loose.setup()
     assert len(loose.train_dataloader()) == 9
 
@@ -129,11 +126,11 @@ def test_bundled_default_is_the_shared_etth1(etth1):
         for got, want in zip(a[len(a) // 2], b[len(b) // 2]):
             torch.testing.assert_close(got, want, rtol=0, atol=0)
     bundled_file = Path(bundled.resolved_path)
-    assert bundled_file.read_bytes() == (DATA_DIR / "ETTh1.csv").read_bytes()
+    assert bundled_file.read_bytes() == data_file("ETTh1.csv").read_bytes()
 
 
 def test_scale_false_gives_raw_values(etth1_raw):
-    dm = TimeSeriesDataModule(data_path=str(DATA_DIR / "ETTh1.csv"), scale=False, lookback=24, horizon=12)
+    dm = TimeSeriesDataModule(data_path=str(data_file("ETTh1.csv")), scale=False, lookback=24, horizon=12)
     dm.setup()
     x, _, y, _ = dm.dataset("test")[0]
     raw = etth1_raw.drop(columns="date").to_numpy(np.float32)
@@ -317,7 +314,8 @@ def test_bad_arguments():
 
 
 def test_built_from_yaml_by_jsonargparse():
-    jsonargparse = pytest.importorskip("jsonargparse")
+    import jsonargparse  # installed with lightning[pytorch-extra] (LightningCLI)
+
     parser = jsonargparse.ArgumentParser()
     parser.add_class_arguments(TimeSeriesDataModule, "data")
     cfg = parser.parse_string("data:\n  data_path: null\n  split: ratio\n  lookback: 48\n  freq: 1h\n")

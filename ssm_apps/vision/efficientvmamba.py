@@ -26,12 +26,13 @@ from typing import Any, Mapping, Sequence
 
 import torch
 from timm.layers import ClassifierHead, DropPath, trunc_normal_
-from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models import generate_default_cfgs, register_model
 from timm.models._manipulate import checkpoint_seq
 from torch import nn
 
 from ..layers.ss2d import ES2D
 from .vmamba import (
+    HEAD_KEY_RULES,
     Mlp,
     PatchEmbedV1,
     PatchMerging2D,
@@ -39,6 +40,7 @@ from .vmamba import (
     _build_from_official,
     _cfg,
     _map_keys,
+    create_staged_model,
     drop_path_rates,
     finish_conversion,
     unwrap_checkpoint,
@@ -406,9 +408,7 @@ def convert_efficientvmamba_checkpoint(checkpoint: Mapping[str, Any], model: nn.
          lambda m: f"stages.{m.group(1)}.blocks.{m.group(2)}.{_rename(m.group(3), _EVSS_RENAMES)}"),
         (r"^layers\.(\d+)\.downsample\.(.*)$", lambda m: f"stages.{int(m.group(1)) + 1}.downsample.{m.group(2)}"),
         (r"^layers\.(\d+)\.(\d+)\.(.*)$", ir_layer),
-        (r"^classifier\.norm\.(.*)$", lambda m: f"norm.{m.group(1)}"),
-        (r"^classifier\.head\.(.*)$", lambda m: f"head.fc.{m.group(1)}"),
-        (r"^outnorm(\d+)\.(.*)$", lambda m: f"out_norms.{m.group(1)}.{m.group(2)}"),
+        *HEAD_KEY_RULES,
     ]
     mapped, unmatched, origins = _map_keys(sd, rules)
     return finish_conversion(mapped, model, "EfficientVMamba", unmatched, origins)
@@ -421,17 +421,7 @@ def checkpoint_filter_fn(state_dict: Mapping[str, Any], model: nn.Module) -> dic
 
 # ----------------------------------------------------------------------------- timm registration
 def _create_efficientvmamba(variant: str, pretrained: bool = False, **kwargs: Any) -> EfficientVMamba:
-    if kwargs.get("features_only", False):
-        kwargs.setdefault("out_norms", True)  # the official Backbone_EfficientVSSM's outnorm{i}
-    out_indices = kwargs.pop("out_indices", (0, 1, 2, 3))
-    return build_model_with_cfg(
-        EfficientVMamba,
-        variant,
-        pretrained,
-        pretrained_filter_fn=checkpoint_filter_fn,
-        feature_cfg=dict(out_indices=out_indices, feature_cls="getter"),
-        **kwargs,
-    )
+    return create_staged_model(EfficientVMamba, variant, pretrained, checkpoint_filter_fn, **kwargs)
 
 
 def _ecfg(**kwargs: Any) -> dict[str, Any]:

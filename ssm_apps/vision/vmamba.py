@@ -685,6 +685,13 @@ def _map_keys(
     return mapped, unmatched, origins
 
 
+# The official classifier and backbone out-norm keys, shared by VSSM and EfficientVSSM checkpoints.
+HEAD_KEY_RULES: tuple[tuple[str, Callable[[re.Match], str]], ...] = (
+    (r"^classifier\.norm\.(.*)$", lambda m: f"norm.{m.group(1)}"),
+    (r"^classifier\.head\.(.*)$", lambda m: f"head.fc.{m.group(1)}"),
+    (r"^outnorm(\d+)\.(.*)$", lambda m: f"out_norms.{m.group(1)}.{m.group(2)}"),
+)
+
 _VMAMBA_LEGACY_RENAMES = (
     # older official checkpoints, renamed by the official VSSM._load_from_state_dict
     (r"^patch_embed\.proj\.", "patch_embed.0."),
@@ -740,9 +747,7 @@ def convert_vmamba_checkpoint(checkpoint: Mapping[str, Any], model: nn.Module) -
         (r"^patch_embed\.(\d+)\.(.*)$", lambda m: f"patch_embed.{stem.get(m.group(1), m.group(1))}.{m.group(2)}"),
         (r"^layers\.(\d+)\.blocks\.(.*)$", lambda m: f"stages.{m.group(1)}.blocks.{m.group(2)}"),
         (r"^layers\.(\d+)\.downsample\.(.*)$", downsample),
-        (r"^classifier\.norm\.(.*)$", lambda m: f"norm.{m.group(1)}"),
-        (r"^classifier\.head\.(.*)$", lambda m: f"head.fc.{m.group(1)}"),
-        (r"^outnorm(\d+)\.(.*)$", lambda m: f"out_norms.{m.group(1)}.{m.group(2)}"),
+        *HEAD_KEY_RULES,
     ]
     mapped, unmatched, origins = _map_keys(renamed, rules)
     return finish_conversion(mapped, model, "VMamba", unmatched, origins)
@@ -754,18 +759,24 @@ def checkpoint_filter_fn(state_dict: Mapping[str, Any], model: nn.Module) -> dic
 
 
 # ----------------------------------------------------------------------------- timm registration
-def _create_vmamba(variant: str, pretrained: bool = False, **kwargs: Any) -> VMamba:
+def create_staged_model(cls: type, variant: str, pretrained: bool, filter_fn: Callable, **kwargs: Any) -> nn.Module:
+    """``build_model_with_cfg`` for a ``StagedSSMModel`` family; with ``features_only`` the stages get
+    the per-stage out-norms of the official backbones (Backbone_VSSM / Backbone_EfficientVSSM)."""
     if kwargs.get("features_only", False):
-        kwargs.setdefault("out_norms", True)  # the official Backbone_VSSM's per-stage outnorm{i}
+        kwargs.setdefault("out_norms", True)
     out_indices = kwargs.pop("out_indices", (0, 1, 2, 3))
     return build_model_with_cfg(
-        VMamba,
+        cls,
         variant,
         pretrained,
-        pretrained_filter_fn=checkpoint_filter_fn,
+        pretrained_filter_fn=filter_fn,
         feature_cfg=dict(out_indices=out_indices, feature_cls="getter"),
         **kwargs,
     )
+
+
+def _create_vmamba(variant: str, pretrained: bool = False, **kwargs: Any) -> VMamba:
+    return create_staged_model(VMamba, variant, pretrained, checkpoint_filter_fn, **kwargs)
 
 
 def _cfg(first_conv: str, **kwargs: Any) -> dict[str, Any]:
