@@ -63,7 +63,7 @@ def independent_test_mse_mae(model: torch.nn.Module) -> tuple[float, float]:
 
 def test_fit_test_predict_end_to_end(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    fit = cli("fit", "--config", CONFIG, *FAST)
+    cli("fit", "--config", CONFIG, *FAST)
     best, last = RUN / "checkpoints" / "best.ckpt", RUN / "checkpoints" / "last.ckpt"
     assert best.is_file() and last.is_file()
     assert not list((RUN / "checkpoints").glob("*.tmp"))  # atomic writes leave no temporaries
