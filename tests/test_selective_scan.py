@@ -1,7 +1,6 @@
 """selective_scan backends against the float64 oracle: forward, last state and every gradient."""
 from __future__ import annotations
 
-
 import pytest
 import torch
 
