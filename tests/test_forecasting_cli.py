@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import REPO, shared_path
+from tests.helpers import REPO, shared_path
 from ssm_apps.cli import SSMAppsCLI
 
 CONFIG = str(REPO / "configs" / "timeseries" / "smamba_etth1.yaml")
@@ -122,11 +122,11 @@ def test_last_checkpoint_follows_training_when_best_stops_improving(tmp_path, mo
 
 
 def test_ddp_two_cpu_ranks_agree(tmp_path):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), str(REPO), os.environ.get("PYTHONPATH", "")])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     cmd = [sys.executable, "-m", "ssm_apps.cli", "fit", "--config", CONFIG, *FAST,
            "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp",
            "--trainer.max_steps", "4", "--trainer.limit_train_batches", "4",
-           "--trainer.callbacks+=ddp_helpers.RankDigest", f"--trainer.callbacks.output_dir={tmp_path / 'digest'}"]
+           "--trainer.callbacks+=tests.helpers.ddp.RankDigest", f"--trainer.callbacks.output_dir={tmp_path / 'digest'}"]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
     digests = [json.loads((tmp_path / "digest" / f"rank{r}.json").read_text()) for r in (0, 1)]

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import load_fixture
+from tests.helpers import load_fixture
 from ssm_apps.layers import BiMamba, Mamba
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 import shlex
 
-from conftest import REPO
+from tests.helpers import REPO
 from ssm_apps.cli import SSMAppsCLI, main
 
 README = (REPO / "README.md").read_text()

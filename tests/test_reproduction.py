@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import REPO
+from tests.helpers import REPO
 from ssm_apps.cli import demo
 
 

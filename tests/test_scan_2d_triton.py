@@ -17,7 +17,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from oracle import selective_scan_oracle
+from tests.helpers.oracle import selective_scan_oracle
 from ssm_apps.kernels import selective_scan_2d, selective_scan_3d
 
 TOL = {torch.float32: (6e-4, 2e-3), torch.bfloat16: (3e-2, 5e-2)}
@@ -250,7 +250,7 @@ def test_triton_fused_against_chain_and_oracle(kernels, monkeypatch, b, c, sizes
 
 def test_triton_plain_scan_unchanged_by_gather_flags(kernels):
     """The plain (non-fused) kernels still match the oracle after the GATHER generalisation."""
-    from oracle import selective_scan_oracle as oracle_1d
+    from tests.helpers.oracle import selective_scan_oracle as oracle_1d
 
     g = torch.Generator().manual_seed(2)
     u, delta = torch.randn(1, 4, 21, generator=g), 0.5 * torch.rand(1, 4, 21, generator=g)

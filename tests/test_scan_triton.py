@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from oracle import selective_scan_oracle
+from tests.helpers.oracle import selective_scan_oracle
 
 
 from ssm_apps.kernels import scan_triton

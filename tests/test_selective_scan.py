@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from oracle import selective_scan_oracle
+from tests.helpers.oracle import selective_scan_oracle
 from ssm_apps.kernels import default_backend, selective_scan
 
 # mamba_ssm's test tolerances; du gets 2x, ddelta 5x rtol / 10x atol.

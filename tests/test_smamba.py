@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import load_fixture
+from tests.helpers import load_fixture
 from ssm_apps.timeseries import SMamba
 
 

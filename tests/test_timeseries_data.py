@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import shared_path
+from tests.helpers import shared_path
 from ssm_apps.timeseries.data import TimeSeriesDataModule
 from ssm_apps.timeseries.time_features import infer_freq, time_features
 

@@ -9,7 +9,7 @@ import torch
 from timm.models._features import FeatureGetterNet
 
 import ssm_apps.vision  # noqa: F401  (registers the timm models)
-from conftest import load_fixture
+from tests.helpers import load_fixture
 from ssm_apps.vision import EfficientVMamba, VMamba
 from ssm_apps.vision.efficientvmamba import efficientvmamba_kwargs_from_official
 from ssm_apps.vision.vmamba import vmamba_kwargs_from_official

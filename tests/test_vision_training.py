@@ -19,7 +19,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import REPO
+from tests.helpers import REPO
 from ssm_apps.cli import SSMAppsCLI
 from ssm_apps.vision.data import ImageClassificationDataModule
 from ssm_apps.vision.prediction_writer import TopKPredictionWriter
