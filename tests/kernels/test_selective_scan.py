@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.helpers.oracle import selective_scan_oracle
 from ssm_apps.kernels import default_backend, selective_scan
+from tests.helpers.oracle import selective_scan_oracle
 
 # mamba_ssm's test tolerances; du gets 2x, ddelta 5x rtol / 10x atol.
 TOL = {torch.float32: (6e-4, 2e-3), torch.bfloat16: (3e-2, 5e-2)}
@@ -96,7 +96,7 @@ def test_torch_backend_long_sequence_stiff_decay(n):
 
 def test_chunked_matches_ref_bitwise_close_across_chunk_sizes():
     """The chunk boundary must not matter: chunks of 1, 7 and 64 agree to fp32 rounding."""
-    from ssm_apps.kernels.scan_chunked import scan_chunked
+    from ssm_apps.kernels.scan.chunked import scan_chunked
 
     g = torch.Generator().manual_seed(3)
     u, delta = torch.randn(2, 4, 100, generator=g), 0.3 * torch.rand(2, 4, 100, generator=g)

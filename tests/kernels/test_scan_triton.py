@@ -13,11 +13,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from ssm_apps.kernels._backend import interpreting
+from ssm_apps.kernels.scan.triton import knobs, selective_scan_triton
+from ssm_apps.kernels.scan.triton.segments import _segments
 from tests.helpers.oracle import selective_scan_oracle
-
-
-from ssm_apps.kernels import scan_triton
-from ssm_apps.kernels.scan_triton import selective_scan_triton
 
 # mamba_ssm's test tolerances; du gets 2x, ddelta 5x rtol / 10x atol.
 TOL = {torch.float32: (6e-4, 2e-3), torch.bfloat16: (3e-2, 5e-2)}
@@ -26,9 +25,8 @@ GRAD_SCALE = {"u": (2, 2), "delta": (5, 10)}
 
 @pytest.fixture(autouse=True)
 def short_checkpoints(request, monkeypatch):
-    assert scan_triton._interpreting(), "TRITON_INTERPRET=1 must be set before triton is imported"
-    monkeypatch.setattr(scan_triton, "CHECKPOINT_STEPS", 16)
-
+    assert interpreting(), "TRITON_INTERPRET=1 must be set before triton is imported"
+    monkeypatch.setattr(knobs, "CHECKPOINT_STEPS", 16)
 
 
 def make_inputs(b, d, L, n, layout, dtype, groups=2, seed=0):
@@ -112,7 +110,7 @@ def test_against_oracle(case, segments, monkeypatch):
     """Tiny batch x channel counts: with L > 16 the sequence splits into parallel segments
     (one per 16-step checkpoint chunk) unless forced to one."""
     b, d, L, n, layout, dtype, opt = case
-    monkeypatch.setattr(scan_triton, "FORCE_SEGMENTS", segments)
+    monkeypatch.setattr(knobs, "FORCE_SEGMENTS", segments)
     inp = make_inputs(b, d, L, n, layout, dtype, seed=L + n)
     for key, name in (("z", "z"), ("D", "D"), ("bias", "delta_bias")):
         if not opt[key]:
@@ -129,15 +127,15 @@ def test_grouped_four_groups_state_one():
 
 @pytest.mark.parametrize("segments", [None, 1], ids=["auto-segments", "one-segment"])
 def test_out_dtype_float32_from_bf16_and_last_state_gradient(segments, monkeypatch):
-    monkeypatch.setattr(scan_triton, "FORCE_SEGMENTS", segments)
+    monkeypatch.setattr(knobs, "FORCE_SEGMENTS", segments)
     inp = make_inputs(1, 4, 26, 4, ("shared", "shared"), torch.bfloat16, seed=7)
     check(inp, True, out_dtype=torch.float32, last_grad=True)
 
 
 def test_segments_spanning_several_checkpoint_chunks(monkeypatch):
     """Two segments of three 16-step checkpoint chunks (the last one partial), constant B, grouped C."""
-    monkeypatch.setattr(scan_triton, "FORCE_SEGMENTS", 2)
-    assert scan_triton._segments(1, 4, 5) == (2, 3)
+    monkeypatch.setattr(knobs, "FORCE_SEGMENTS", 2)
+    assert _segments(1, 4, 5) == (2, 3)
     inp = make_inputs(1, 4, 70, 3, ("constant", "grouped"), torch.float32, seed=19)
     check(inp, True, last_grad=True)
 

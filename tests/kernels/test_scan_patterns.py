@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ssm_apps.kernels.scan_patterns import (
+from ssm_apps.kernels.patterns import (
     PATTERNS_2D,
     PATTERNS_3D,
     cross_merge,

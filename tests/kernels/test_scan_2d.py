@@ -1,6 +1,6 @@
 """Fused 2-D / 3-D selective scan (``selective_scan_2d`` / ``selective_scan_3d``).
 
-* Triton kernels (GATHER path of ``scan_triton``) under the Triton interpreter on CPU: forward and
+* Triton kernels (GATHER mode of ``scan.triton``, ``fused.triton``) under the Triton interpreter on CPU: forward and
   the gradients of x, delta, A, B, C, D, delta_bias against the unfused chain (torch backend:
   cross_scan -> selective_scan -> cross_merge) and against an independent float64 oracle, fp32
   and bf16, every fused pattern, both merge schemes (float32 atomics, per-route buffer),
@@ -17,8 +17,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.helpers.oracle import selective_scan_oracle
 from ssm_apps.kernels import selective_scan_2d, selective_scan_3d
+from tests.helpers.oracle import selective_scan_oracle
 
 TOL = {torch.float32: (6e-4, 2e-3), torch.bfloat16: (3e-2, 5e-2)}
 GRAD_SCALE = {"x": (2, 2), "delta": (5, 10)}
@@ -192,16 +192,14 @@ def test_bad_pattern_and_backend():
 
 @pytest.fixture
 def kernels(request, monkeypatch):
-    from ssm_apps.kernels import scan_triton
+    from ssm_apps.kernels import _backend
+    from ssm_apps.kernels.scan.triton import knobs
 
-    assert scan_triton._interpreting(), "TRITON_INTERPRET=1 must be set before triton is imported"
-    monkeypatch.setattr(scan_triton, "CHECKPOINT_STEPS", 16)
+    assert _backend.interpreting(), "TRITON_INTERPRET=1 must be set before triton is imported"
+    monkeypatch.setattr(knobs, "CHECKPOINT_STEPS", 16)
     # the dispatcher's CUDA check: the interpreter runs the kernels on CPU tensors
-    import ssm_apps.kernels.scan_2d as scan_2d
-
-    monkeypatch.setattr(scan_2d, "triton_available", lambda device: True)
-    return scan_triton
-
+    monkeypatch.setattr(_backend, "triton_available", lambda device: True)
+    return knobs
 
 
 TRITON_CASES = [
@@ -255,6 +253,8 @@ def test_triton_plain_scan_unchanged_by_gather_flags(kernels):
     g = torch.Generator().manual_seed(2)
     u, delta = torch.randn(1, 4, 21, generator=g), 0.5 * torch.rand(1, 4, 21, generator=g)
     A, B, C = -0.5 * torch.rand(4, 2, generator=g), torch.randn(1, 2, 2, 21, generator=g), torch.randn(1, 2, 21, generator=g)
-    out = kernels.selective_scan_triton(u, delta, A, B, C, delta_softplus=True)
+    from ssm_apps.kernels.scan.triton import selective_scan_triton
+
+    out = selective_scan_triton(u, delta, A, B, C, delta_softplus=True)
     ref, _ = oracle_1d(u, delta, A, B, C, delta_softplus=True)
     torch.testing.assert_close(out.double(), ref, rtol=6e-4, atol=2e-3)

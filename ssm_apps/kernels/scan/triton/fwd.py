@@ -1,0 +1,171 @@
+"""Forward kernel of the Triton selective scan and its launch."""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from . import knobs
+from ._common import (
+    _LOG2E,
+    _bc_args,
+    _channel_vector,
+    _combine,
+    _dt_of,
+    _flags,
+    _gather_strides,
+    _next_pow2,
+    _offsets,
+    _pick,
+    _program_tile,
+    _seq_base,
+    _sizes,
+    _state_matrix,
+    _sub_range,
+)
+from .autotune import _l_bucket, _launcher, register
+from .segments import _combine_block, _seg_fwd_combine_kernel, _segments
+
+# ----------------------------------------------------------------------------- forward
+
+@triton.jit
+def _scan_fwd_kernel(
+    u_ptr, dt_ptr, z_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, out_ptr, st_ptr, h0_ptr, idx_ptr,
+    L, dim, dstate, dg, n_ckpt, n_seg, seg_ck,
+    sB_b, sB_g, rB, sC_b, sC_g, rC,
+    sxb, sxc, sxp, sdb, sdk, sdc, sdp,
+    key_n, key_L, key_P, key_F,
+    NB: tl.constexpr, S: tl.constexpr, T: tl.constexpr, BD: tl.constexpr,
+    HAS_Z: tl.constexpr, HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+    B_VAR: tl.constexpr, C_VAR: tl.constexpr, SAVE_ALL: tl.constexpr, SAVE_LAST: tl.constexpr,
+    HAS_H0: tl.constexpr, GATHER: tl.constexpr = False, ATOMIC_OUT: tl.constexpr = False,
+):
+    KS: tl.constexpr = S // T
+    pid, bi, grp, offs_d, mask_d, ch, offs_n, mask_n, offs_t, mask_nd, row, xrow, base2 = _program_tile(
+        dim, dg, dstate, L, sxb, sxc, sdb, sdk, sdc, NB, T, BD, GATHER)
+    seg = tl.program_id(1)
+
+    A2 = _state_matrix(A_ptr, ch, offs_n, dstate, mask_nd) * _LOG2E
+    bias = _channel_vector(bias_ptr, ch, mask_d, BD, HAS_BIAS)
+    Dv = _channel_vector(D_ptr, ch, mask_d, BD, HAS_D)
+    if B_VAR:
+        B_base = _seq_base(B_ptr, bi, grp, rB, sB_b, sB_g, offs_n, L)
+    else:
+        Bc = _state_matrix(B_ptr, ch, offs_n, dstate, mask_nd)
+    if C_VAR:
+        C_base = _seq_base(C_ptr, bi, grp, rC, sC_b, sC_g, offs_n, L)
+    else:
+        Cc = _state_matrix(C_ptr, ch, offs_n, dstate, mask_nd)
+
+    # states: (b, n_ckpt, n, d); segment carries: (b, n_seg, n, d)
+    st_ptrs = st_ptr + (bi.to(tl.int64) * n_ckpt * dstate + offs_n[:, None]) * dim + ch[None, :]
+    st_step = dstate * dim
+    if HAS_H0:
+        h = tl.load(h0_ptr + ((bi * n_seg + seg).to(tl.int64) * dstate + offs_n[:, None]) * dim + ch[None, :],
+                    mask=mask_nd, other=0.0)
+    else:
+        h = tl.zeros([NB, BD], dtype=tl.float32)
+    is_first = (offs_t == 0)[:, None, None]
+    is_last = (offs_t == T - 1)[:, None, None]
+    n_sub, c_begin, c_end = _sub_range(L, seg, seg_ck, KS, T)
+    for c in range(c_begin, c_end):
+        t = c * T + offs_t
+        mask_t = t < L
+        m2 = mask_t[:, None] & mask_d[None, :]
+        ptr2, uoff, pos = _offsets(idx_ptr, grp, t, mask_t, L, row, xrow, base2, c, sxp, sdp, T, GATHER)
+        u = tl.load(u_ptr + uoff, mask=m2, other=0.0).to(tl.float32)
+        _, dt = _dt_of(tl.load(dt_ptr + ptr2, mask=m2, other=0.0), bias, m2, HAS_BIAS, SOFTPLUS)
+        dtu = dt * u
+        a = tl.exp2(dt[:, None, :] * A2[None, :, :])
+        if B_VAR:
+            mtn = mask_t[:, None] & mask_n[None, :]
+            Bt = tl.load(B_base + pos[:, None], mask=mtn, other=0.0).to(tl.float32)
+            bx = dtu[:, None, :] * Bt[:, :, None]
+        else:
+            bx = dtu[:, None, :] * Bc[None, :, :]
+        bx = tl.where(is_first, bx + a * h[None, :, :], bx)
+        _, hs = tl.associative_scan((a, bx), 0, _combine)
+        h = _pick(hs, is_last, 0)
+        if C_VAR:
+            mtn = mask_t[:, None] & mask_n[None, :]
+            Ct = tl.load(C_base + pos[:, None], mask=mtn, other=0.0).to(tl.float32)
+            y = tl.sum(hs * Ct[:, :, None], axis=1)
+        else:
+            y = tl.sum(hs * Cc[None, :, :], axis=1)
+        if HAS_D:
+            y += Dv[None, :] * u
+        if HAS_Z:
+            zz = tl.load(z_ptr + ptr2, mask=m2, other=0.0).to(tl.float32)
+            y = y * zz / (1.0 + tl.exp2(-zz * _LOG2E))
+        if ATOMIC_OUT:  # GATHER: sum the routes into the float32 (b, c, L) map
+            tl.atomic_add(out_ptr + uoff, y, mask=m2, sem="relaxed")
+        else:  # plain: scan order; GATHER: per-route rows at their pixels (b, K*c, L)
+            tl.store(out_ptr + ptr2, y.to(out_ptr.dtype.element_ty), mask=m2)
+        if SAVE_ALL:
+            at_ckpt = ((c + 1) % KS == 0) | (c == n_sub - 1)
+            tl.store(st_ptrs + tl.cast(c // KS, tl.int64) * st_step, h, mask=mask_nd & at_ckpt)
+    if SAVE_LAST:
+        if not SAVE_ALL:
+            tl.store(st_ptrs, h, mask=mask_nd & (seg == n_seg - 1))
+
+
+register("fwd", _scan_fwd_kernel, "fwd", ["out_ptr"])
+
+
+def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, save_all, save_last, out_dtype, index=None,
+             atomic=True):
+    """Forward launches. ``index`` (K, L) int32: fused pattern scan (u is then the map x (b, c, L),
+    delta (b, K*c, L) and B/C (b, K, n, L) per pixel); the routes are summed into out (b, c, L)
+    by float32 atomics (``atomic``) or through a per-route (b, K*c, L) buffer."""
+    batch, dim, length, dstate, groups, dg, nb, n_ckpt = _sizes(delta, A, B, C)
+    gather = index is not None
+    Bk, b_var, sBb, sBg, rB = _bc_args(B, groups)
+    Ck, c_var, sCb, sCg, rC = _bc_args(C, groups)
+    dev = u.device
+    n_seg, seg_ck = _segments(batch, dim, n_ckpt)
+    if gather and atomic:  # float32 accumulator in x's memory layout
+        out = torch.zeros_like(u, dtype=torch.float32)
+    elif gather:  # per-route outputs in delta's memory layout
+        out = torch.empty_like(delta, dtype=out_dtype)
+    else:
+        out = torch.empty((batch, dim, length), device=dev, dtype=out_dtype)
+    idx = index if gather else A  # dummy pointer when not gathering
+    gs = _gather_strides(u, delta, groups, gather)
+    n_saved = n_ckpt if save_all else 1
+    states = torch.empty((batch, n_saved, dstate, dim), device=dev, dtype=torch.float32)
+    has_z, has_d, has_bias = z is not None, D is not None, delta_bias is not None
+    keys = (nb, _l_bucket(length), _next_pow2(batch * dim))
+    dtypes = (u.dtype, delta.dtype, B.dtype, C.dtype, z.dtype if has_z else None, out_dtype)
+    h0 = states
+    if n_seg > 1:
+        hend = torch.empty((batch, n_seg, dstate, dim), device=dev, dtype=torch.float32)
+        dts = torch.empty((batch, n_seg, dim), device=dev, dtype=torch.float32)
+        flags = _flags(has_bias, softplus, b_var, gather)
+        _launcher("fseg", nb, dg)(
+            lambda meta: (batch * groups * triton.cdiv(dg, meta["BD"]), n_seg - 1), keys + (flags,) + dtypes,
+            u, delta, A, Bk, delta_bias if has_bias else u, hend, dts, idx,
+            length, dim, dstate, dg, n_seg, seg_ck, sBb, sBg, rB, *gs, *keys, flags,
+            NB=nb, S=knobs.CHECKPOINT_STEPS, HAS_BIAS=has_bias, SOFTPLUS=bool(softplus), B_VAR=b_var, GATHER=gather,
+        )
+        h0 = torch.empty((batch, n_seg, dstate, dim), device=dev, dtype=torch.float32)
+        cb = _combine_block(nb)
+        _seg_fwd_combine_kernel[(batch * triton.cdiv(dim, cb),)](
+            hend, dts, A, h0, dim, dstate, n_seg, NB=nb, BD=cb, num_warps=4)
+    atomic_out = gather and atomic
+    flags = _flags(has_z, has_d, has_bias, softplus, b_var, c_var, save_all, save_last, n_seg > 1, gather,
+                   atomic_out)
+    _launcher("fwd", nb, dg)(
+        lambda meta: (batch * groups * triton.cdiv(dg, meta["BD"]), n_seg), keys + (flags,) + dtypes,
+        u, delta, z if has_z else u, A, Bk, Ck, D if has_d else u, delta_bias if has_bias else u, out, states, h0,
+        idx, length, dim, dstate, dg, n_saved, n_seg, seg_ck,
+        sBb, sBg, rB, sCb, sCg, rC, *gs, *keys, flags,
+        NB=nb, S=knobs.CHECKPOINT_STEPS,
+        HAS_Z=has_z, HAS_D=has_d, HAS_BIAS=has_bias, SOFTPLUS=bool(softplus),
+        B_VAR=b_var, C_VAR=c_var, SAVE_ALL=save_all, SAVE_LAST=save_last, HAS_H0=n_seg > 1,
+        GATHER=gather, ATOMIC_OUT=atomic_out,
+    )
+    if gather:
+        if not atomic:  # per-route rows at their pixels -> sum over routes in float32
+            out = out.view(batch, groups, dg, length).sum(1, dtype=torch.float32)
+        out = out.to(out_dtype)
+    return out, states
