@@ -28,7 +28,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .._backend import interpreting
+from .._backend import device_guard, interpreting
 from .maps import route_maps
 
 __all__ = ["merge_routes", "scan_routes"]
@@ -54,8 +54,14 @@ def _tile() -> tuple[int, int, int]:
 
 
 @triton.jit
-def _scan_kernel(x_ptr, src_ptr, out_ptr, C, N, L, n_cblk, n_lblk, K: tl.constexpr,
-                 BC: tl.constexpr, BL: tl.constexpr):
+def _scan_kernel(
+    # Pointers
+    x_ptr, src_ptr, out_ptr,
+    # Dimensions (channels, map positions, route length, channel / step blocks)
+    C, N, L, n_cblk, n_lblk,
+    # Meta-parameters
+    K: tl.constexpr, BC: tl.constexpr, BL: tl.constexpr,
+):
     # program (pid, k): batch b, channels [cb * BC, +BC), steps [lb * BL, +BL) of route k
     pid = tl.program_id(0)
     k = tl.program_id(1)
@@ -92,8 +98,14 @@ def _f32_to_bf16(x):
 
 
 @triton.jit
-def _merge_kernel(ys_ptr, inv_ptr, out_ptr, C, N, L, n_cblk, n_nblk, K: tl.constexpr,
-                  ACC_F64: tl.constexpr, IS_BF16: tl.constexpr, BC: tl.constexpr, BN: tl.constexpr):
+def _merge_kernel(
+    # Pointers
+    ys_ptr, inv_ptr, out_ptr,
+    # Dimensions (channels, map positions, route length, channel / position blocks)
+    C, N, L, n_cblk, n_nblk,
+    # Meta-parameters
+    K: tl.constexpr, ACC_F64: tl.constexpr, IS_BF16: tl.constexpr, BC: tl.constexpr, BN: tl.constexpr,
+):
     # program pid: batch b, channels [cb * BC, +BC), map positions [nb * BN, +BN)
     pid = tl.program_id(0)
     nb = pid % n_nblk
@@ -149,8 +161,10 @@ def scan_routes(x: torch.Tensor, pattern: str, sizes: tuple[int, ...]) -> torch.
     x = x.contiguous()
     bc, bl, warps = _tile()
     n_cblk, n_lblk = triton.cdiv(c, bc), triton.cdiv(length, bl)
-    _scan_kernel[(b * n_cblk * n_lblk, k)](x, src, out, c, n, length, n_cblk, n_lblk, K=k, BC=bc, BL=bl,
-                                          num_warps=warps)
+    with device_guard(x.device):
+        _scan_kernel[(b * n_cblk * n_lblk, k)](
+            x_ptr=x, src_ptr=src, out_ptr=out, C=c, N=n, L=length, n_cblk=n_cblk, n_lblk=n_lblk,
+            K=k, BC=bc, BL=bl, num_warps=warps)
     return out
 
 
@@ -171,7 +185,9 @@ def merge_routes(ys: torch.Tensor, pattern: str, sizes: tuple[int, ...]) -> torc
     ys = ys.contiguous()
     bc, bn, warps = _tile()
     n_cblk, n_nblk = triton.cdiv(c, bc), triton.cdiv(n, bn)
-    _merge_kernel[(b * n_cblk * n_nblk,)](ys, inv, out, c, n, length, n_cblk, n_nblk, K=k,
-                                          ACC_F64=ys.dtype == torch.float64,
-                                          IS_BF16=ys.dtype == torch.bfloat16, BC=bc, BN=bn, num_warps=warps)
+    with device_guard(ys.device):
+        _merge_kernel[(b * n_cblk * n_nblk,)](
+            ys_ptr=ys, inv_ptr=inv, out_ptr=out, C=c, N=n, L=length, n_cblk=n_cblk, n_nblk=n_nblk,
+            K=k, ACC_F64=ys.dtype == torch.float64, IS_BF16=ys.dtype == torch.bfloat16, BC=bc, BN=bn,
+            num_warps=warps)
     return out

@@ -95,14 +95,17 @@ def _sub_range(L, seg, seg_ck, KS: tl.constexpr, T: tl.constexpr):
 
 
 @triton.jit
-def _rows(bi, grp, offs_d, ch, dim, L, sxb, sxc, sdb, sdk, sdc, GATHER: tl.constexpr):
+def _rows(bi, grp, offs_d, ch, dim, L, stride_x_batch, stride_x_channel, stride_delta_batch, stride_delta_route,
+          stride_delta_channel, GATHER: tl.constexpr):
     """Per-channel base offsets [BD]: (delta-layout row, x-layout row).
 
     Plain scan: (bi * dim + ch) * L for both. Fused pattern scan (GATHER): delta-like tensors
-    (b, K, c, L) at bi * sdb + route * sdk + i * sdc, x-like ones (b, c, L) at bi * sxb + i * sxc."""
+    (b, K, c, L) at bi * stride_delta_batch + route * stride_delta_route + i * stride_delta_channel,
+    x-like ones (b, c, L) at bi * stride_x_batch + i * stride_x_channel."""
     if GATHER:
-        row = bi.to(tl.int64) * sdb + grp.to(tl.int64) * sdk + offs_d.to(tl.int64) * sdc
-        xrow = bi.to(tl.int64) * sxb + offs_d.to(tl.int64) * sxc
+        row = (bi.to(tl.int64) * stride_delta_batch + grp.to(tl.int64) * stride_delta_route
+               + offs_d.to(tl.int64) * stride_delta_channel)
+        xrow = bi.to(tl.int64) * stride_x_batch + offs_d.to(tl.int64) * stride_x_channel
     else:
         row = (bi * dim + ch).to(tl.int64) * L
         xrow = row
@@ -110,8 +113,8 @@ def _rows(bi, grp, offs_d, ch, dim, L, sxb, sxc, sdb, sdk, sdc, GATHER: tl.const
 
 
 @triton.jit
-def _program_tile(dim, dg, dstate, L, sxb, sxc, sdb, sdk, sdc,
-                  NB: tl.constexpr, T: tl.constexpr, BD: tl.constexpr, GATHER: tl.constexpr):
+def _program_tile(dim, dg, dstate, L, stride_x_batch, stride_x_channel, stride_delta_batch, stride_delta_route,
+                  stride_delta_channel, NB: tl.constexpr, T: tl.constexpr, BD: tl.constexpr, GATHER: tl.constexpr):
     """This program's tile, shared by the scan kernels: ids and channel offsets (``_coords``), the
     channel / state masks, global channel indices ``ch``, state and step offsets, the per-channel
     row bases (``_rows``) and ``base2`` [T, BD], the offsets of (bi, ch, t) in the first sub-chunk."""
@@ -122,7 +125,8 @@ def _program_tile(dim, dg, dstate, L, sxb, sxc, sdb, sdk, sdc,
     mask_n = offs_n < dstate
     offs_t = tl.arange(0, T)
     mask_nd = mask_n[:, None] & mask_d[None, :]
-    row, xrow = _rows(bi, grp, offs_d, ch, dim, L, sxb, sxc, sdb, sdk, sdc, GATHER)
+    row, xrow = _rows(bi, grp, offs_d, ch, dim, L, stride_x_batch, stride_x_channel, stride_delta_batch,
+                      stride_delta_route, stride_delta_channel, GATHER)
     base2 = row[None, :] + offs_t[:, None]
     return pid, bi, grp, offs_d, mask_d, ch, offs_n, mask_n, offs_t, mask_nd, row, xrow, base2
 
@@ -143,32 +147,33 @@ def _state_matrix(ptr, ch, offs_n, dstate, mask_nd):
 
 
 @triton.jit
-def _seq_base(ptr, bi, grp, ratio, s_b, s_g, offs_n, L):
+def _seq_base(ptr, bi, grp, ratio, stride_batch, stride_group, offs_n, L):
     """[1, NB] pointers to step 0 of a time-varying B / C (or its gradient) of group grp // ratio."""
-    return ptr + bi.to(tl.int64) * s_b + (grp // ratio).to(tl.int64) * s_g + offs_n[None, :].to(tl.int64) * L
+    return ptr + bi.to(tl.int64) * stride_batch + (grp // ratio).to(tl.int64) * stride_group + offs_n[None, :].to(tl.int64) * L
 
 
 @triton.jit
-def _offsets(idx_ptr, grp, t, mask_t, L, row, xrow, base2, c, sxp, sdp, T: tl.constexpr, GATHER: tl.constexpr):
+def _offsets(idx_ptr, grp, t, mask_t, L, row, xrow, base2, c, stride_x_pixel, stride_delta_pixel, T: tl.constexpr,
+             GATHER: tl.constexpr):
     """(delta-layout offsets [T, BD], x-layout offsets [T, BD], positions [T]) of sub-chunk c.
 
     Plain scan: both are row + t. Fused pattern scan (GATHER): step t of route ``grp`` visits pixel
-    p = idx[grp, t]; offsets row + p * sdp and xrow + p * sxp (pixel strides)."""
+    p = idx[grp, t]; offsets row + p * stride_delta_pixel and xrow + p * stride_x_pixel."""
     if GATHER:
         pos = tl.load(idx_ptr + grp * L + t, mask=mask_t, other=0)
         p64 = pos.to(tl.int64)[:, None]
-        return row[None, :] + p64 * sdp, xrow[None, :] + p64 * sxp, pos
+        return row[None, :] + p64 * stride_delta_pixel, xrow[None, :] + p64 * stride_x_pixel, pos
     else:
         ptr2 = base2 + c * T
         return ptr2, ptr2, t
 
 
 @triton.jit
-def _next_offsets(idx_ptr, grp, t, L, row, ptr2, sdp, GATHER: tl.constexpr):
+def _next_offsets(idx_ptr, grp, t, L, row, ptr2, stride_delta_pixel, GATHER: tl.constexpr):
     """Delta-layout offsets of step t + 1 (for dt_{t+1} in the backward scans)."""
     if GATHER:
         pos = tl.load(idx_ptr + grp * L + t + 1, mask=t + 1 < L, other=0)
-        return row[None, :] + pos.to(tl.int64)[:, None] * sdp
+        return row[None, :] + pos.to(tl.int64)[:, None] * stride_delta_pixel
     else:
         return ptr2 + 1
 
@@ -179,12 +184,15 @@ def _next_pow2(x: int) -> int:
     return 1 << max(0, int(x) - 1).bit_length()
 
 
-def _bc_args(X: torch.Tensor, groups: int):
-    """(tensor, varies-in-time, batch stride, group stride, group ratio) for a B or C argument."""
+def _bc_args(X: torch.Tensor, groups: int, name: str) -> tuple[torch.Tensor, bool, dict[str, int]]:
+    """(tensor, varies in time, {stride_<name>_batch, stride_<name>_group, ratio_<name>_group}) for a B or
+    C argument ``name``: its (b, g, n, L) view's batch and group strides and the channel groups per group
+    of X (zeros and 1 when X is constant (d, n))."""
     if X.dim() == 2:
-        return X, False, 0, 0, 1
+        return X, False, {f"stride_{name}_batch": 0, f"stride_{name}_group": 0, f"ratio_{name}_group": 1}
     X4 = X if X.dim() == 4 else X.unsqueeze(1)
-    return X4, True, X4.stride(0), X4.stride(1), groups // X4.shape[1]
+    return X4, True, {f"stride_{name}_batch": X4.stride(0), f"stride_{name}_group": X4.stride(1),
+                      f"ratio_{name}_group": groups // X4.shape[1]}
 
 
 def _sizes(delta, A, B, C):
@@ -195,14 +203,17 @@ def _sizes(delta, A, B, C):
     return batch, dim, length, dstate, groups, dim // groups, _next_pow2(dstate), n_ckpt
 
 
-def _gather_strides(u, delta, groups: int, gather: bool) -> tuple[int, ...]:
-    """(sxb, sxc, sxp, sdb, sdk, sdc, sdp): element strides of x (b, c, L) and delta (b, K*c, L) by
-    batch, (route,) channel and pixel for the fused pattern scan; zeros for the plain scan."""
+def _gather_strides(u: torch.Tensor, delta: torch.Tensor, groups: int, gather: bool) -> dict[str, int]:
+    """Element strides of x (b, c, L) and delta (b, K*c, L) by batch, (route,) channel and pixel for the
+    fused pattern scan, as the kernels' ``stride_x_*`` / ``stride_delta_*`` arguments; zeros for the
+    plain scan."""
+    names = ("stride_x_batch", "stride_x_channel", "stride_x_pixel", "stride_delta_batch", "stride_delta_route",
+             "stride_delta_channel", "stride_delta_pixel")
     if not gather:
-        return (0,) * 7
+        return dict.fromkeys(names, 0)
     dg = delta.shape[1] // groups
-    return (u.stride(0), u.stride(1), u.stride(2), delta.stride(0), dg * delta.stride(1), delta.stride(1),
-            delta.stride(2))
+    return dict(zip(names, (u.stride(0), u.stride(1), u.stride(2), delta.stride(0), dg * delta.stride(1),
+                            delta.stride(1), delta.stride(2))))
 
 
 def _flags(*bits) -> int:

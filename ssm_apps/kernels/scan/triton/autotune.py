@@ -1,6 +1,7 @@
 """Tile configurations of the Triton scan kernels and their cached, autotuned launchers."""
 from __future__ import annotations
 
+import torch
 import triton
 
 from ..._backend import interpreting
@@ -65,13 +66,14 @@ class _Launcher:
                                      reset_to_zero=reset_to_zero)(fn)
         self.best: dict = {}
 
-    def __call__(self, grid, key, *args, **consts):
+    def __call__(self, grid, key: tuple, **kwargs) -> None:
+        """Launch on ``grid`` with the kernel's arguments by name; ``key`` identifies the tuning case."""
         cfg = self.best.get(key)
         if cfg is None:
-            self.tuner[grid](*args, **consts)
+            self.tuner[grid](**kwargs)
             self.best[key] = self.tuner.best_config
         else:
-            self.fn[grid](*args, **consts, **cfg.all_kwargs())
+            self.fn[grid](**kwargs, **cfg.all_kwargs())
 
 
 _TUNED: dict = {}
@@ -85,10 +87,17 @@ def register(kind: str, fn, config_kind: str, reset_to_zero: list[str] | None = 
     _KERNELS[kind] = (fn, config_kind, reset_to_zero)
 
 
-def _launcher(kind: str, nb: int, dg: int) -> _Launcher:
-    """The launcher for (kernel, n bucket, channel cap); cached so its tuning persists."""
+def _tuning_keys(nb: int, length: int, batch: int, dim: int) -> dict[str, int]:
+    """The autotuning keys the kernels take: padded state size, bucketed length, padded rows."""
+    return {"key_n": nb, "key_L": _l_bucket(length), "key_P": _next_pow2(batch * dim)}
+
+
+def _launcher(kind: str, nb: int, dg: int, device: torch.device) -> _Launcher:
+    """The launcher for (kernel, n bucket, channel cap, device); cached so its tuning persists.
+
+    Keyed by device too: two GPUs (of different kinds, or under different loads) tune apart."""
     cap = min(_next_pow2(dg), 128)
-    key = (kind, nb, cap, interpreting(), knobs.FIRST_CONFIG_ONLY)
+    key = (kind, nb, cap, interpreting(), knobs.FIRST_CONFIG_ONLY, str(device))
     if key not in _TUNED:
         fn, cfg_kind, reset = _KERNELS[kind]
         _TUNED[key] = _Launcher(fn, _configs(cfg_kind, nb, cap), reset)

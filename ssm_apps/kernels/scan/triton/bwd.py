@@ -5,6 +5,7 @@ import torch
 import triton
 import triton.language as tl
 
+from ..._backend import device_guard
 from . import knobs
 from ._common import (
     _LOG2E,
@@ -23,19 +24,29 @@ from ._common import (
     _sizes,
     _state_matrix,
 )
-from .autotune import _l_bucket, _launcher, register
-from .segments import _combine_block, _seg_bwd_combine_kernel, _segments
+from .autotune import _launcher, _tuning_keys, register
+from .segments import _segments, segment_exit_grads
 
 
 @triton.jit
 def _scan_bwd_kernel(
+    # Pointers: inputs, saved states, incoming gradients, scratch
     u_ptr, dt_ptr, z_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, st_ptr, dout_ptr, dh0_ptr, scr_ptr,
+    # Pointers: gradients
     du_ptr, ddt_ptr, dz_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dbias_ptr, idx_ptr,
+    # Dimensions
     L, dim, dstate, dg, n_ckpt, n_seg, seg_ck,
-    sB_b, sB_g, rB, sC_b, sC_g, rC,
-    sdB_b, sdB_g, sdC_b, sdC_g,
-    sxb, sxc, sxp, sdb, sdk, sdc, sdp,
+    # Strides (B / C by batch and group, and the ratio of channel groups to B / C groups)
+    stride_B_batch, stride_B_group, ratio_B_group,
+    stride_C_batch, stride_C_group, ratio_C_group,
+    # Strides of the time-varying dB / dC buffers (b, g, n, L) by batch and group
+    stride_dB_batch, stride_dB_group, stride_dC_batch, stride_dC_group,
+    # Strides of the fused pattern scan (GATHER; zeros otherwise)
+    stride_x_batch, stride_x_channel, stride_x_pixel,
+    stride_delta_batch, stride_delta_route, stride_delta_channel, stride_delta_pixel,
+    # Autotuning keys
     key_n, key_L, key_P, key_F,
+    # Meta-parameters
     NB: tl.constexpr, S: tl.constexpr, T: tl.constexpr, BD: tl.constexpr,
     HAS_Z: tl.constexpr, HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     B_VAR: tl.constexpr, C_VAR: tl.constexpr, HAS_DH0: tl.constexpr,
@@ -43,7 +54,8 @@ def _scan_bwd_kernel(
 ):
     KS: tl.constexpr = S // T
     pid, bi, grp, offs_d, mask_d, ch, offs_n, mask_n, offs_t, mask_nd, row, xrow, base2 = _program_tile(
-        dim, dg, dstate, L, sxb, sxc, sdb, sdk, sdc, NB, T, BD, GATHER)
+        dim, dg, dstate, L, stride_x_batch, stride_x_channel, stride_delta_batch, stride_delta_route,
+        stride_delta_channel, NB, T, BD, GATHER)
     seg = tl.program_id(1)
 
     A = _state_matrix(A_ptr, ch, offs_n, dstate, mask_nd)
@@ -51,14 +63,14 @@ def _scan_bwd_kernel(
     bias = _channel_vector(bias_ptr, ch, mask_d, BD, HAS_BIAS)
     Dv = _channel_vector(D_ptr, ch, mask_d, BD, HAS_D)
     if B_VAR:
-        B_base = _seq_base(B_ptr, bi, grp, rB, sB_b, sB_g, offs_n, L)
-        dB_base = _seq_base(dB_ptr, bi, grp, rB, sdB_b, sdB_g, offs_n, L)
+        B_base = _seq_base(B_ptr, bi, grp, ratio_B_group, stride_B_batch, stride_B_group, offs_n, L)
+        dB_base = _seq_base(dB_ptr, bi, grp, ratio_B_group, stride_dB_batch, stride_dB_group, offs_n, L)
     else:
         Bc = _state_matrix(B_ptr, ch, offs_n, dstate, mask_nd)
         dBc = tl.zeros([NB, BD], dtype=tl.float32)
     if C_VAR:
-        C_base = _seq_base(C_ptr, bi, grp, rC, sC_b, sC_g, offs_n, L)
-        dC_base = _seq_base(dC_ptr, bi, grp, rC, sdC_b, sdC_g, offs_n, L)
+        C_base = _seq_base(C_ptr, bi, grp, ratio_C_group, stride_C_batch, stride_C_group, offs_n, L)
+        dC_base = _seq_base(dC_ptr, bi, grp, ratio_C_group, stride_dC_batch, stride_dC_group, offs_n, L)
     else:
         Cc = _state_matrix(C_ptr, ch, offs_n, dstate, mask_nd)
         dCc = tl.zeros([NB, BD], dtype=tl.float32)
@@ -93,7 +105,8 @@ def _scan_bwd_kernel(
             t = (c0 + k) * T + offs_t
             mask_t = t < L
             m2 = mask_t[:, None] & mask_d[None, :]
-            ptr2, uoff, pos = _offsets(idx_ptr, grp, t, mask_t, L, row, xrow, base2, c0 + k, sxp, sdp, T, GATHER)
+            ptr2, uoff, pos = _offsets(idx_ptr, grp, t, mask_t, L, row, xrow, base2, c0 + k, stride_x_pixel,
+                                       stride_delta_pixel, T, GATHER)
             u = tl.load(u_ptr + uoff, mask=m2, other=0.0).to(tl.float32)
             _, dt = _dt_of(tl.load(dt_ptr + ptr2, mask=m2, other=0.0), bias, m2, HAS_BIAS, SOFTPLUS)
             a = tl.exp2(dt[:, None, :] * A2[None, :, :])
@@ -114,11 +127,12 @@ def _scan_bwd_kernel(
             t = c * T + offs_t
             mask_t = t < L
             m2 = mask_t[:, None] & mask_d[None, :]
-            ptr2, uoff, pos = _offsets(idx_ptr, grp, t, mask_t, L, row, xrow, base2, c, sxp, sdp, T, GATHER)
+            ptr2, uoff, pos = _offsets(idx_ptr, grp, t, mask_t, L, row, xrow, base2, c, stride_x_pixel,
+                                       stride_delta_pixel, T, GATHER)
             u = tl.load(u_ptr + uoff, mask=m2, other=0.0).to(tl.float32)
             raw, dt = _dt_of(tl.load(dt_ptr + ptr2, mask=m2, other=0.0), bias, m2, HAS_BIAS, SOFTPLUS)
             m2n = (t + 1 < L)[:, None] & mask_d[None, :]
-            nptr2 = _next_offsets(idx_ptr, grp, t, L, row, ptr2, sdp, GATHER)
+            nptr2 = _next_offsets(idx_ptr, grp, t, L, row, ptr2, stride_delta_pixel, GATHER)
             _, dt_next = _dt_of(tl.load(dt_ptr + nptr2, mask=m2n, other=0.0), bias, m2n, HAS_BIAS, SOFTPLUS)
             dout = tl.load(dout_ptr + uoff, mask=m2, other=0.0).to(tl.float32)  # GATHER: merged (b, c, L)
             h0 = tl.load(scr_ptrs + k * (NB * BD))
@@ -217,16 +231,16 @@ def _backward(u, delta, A, B, C, D, z, delta_bias, softplus, states, dout, dlast
     gather = index is not None
     atomic_out = gather and atomic
     idx = index if gather else A
-    gs = _gather_strides(u, delta, groups, gather)
+    gather_strides = _gather_strides(u, delta, groups, gather)
     if gather and dout.stride() != u.stride():  # dout is read in x's memory layout
         dout = torch.empty_like(u, dtype=dout.dtype).copy_(dout)
-    Bk, b_var, sBb, sBg, rB = _bc_args(B, groups)
-    Ck, c_var, sCb, sCg, rC = _bc_args(C, groups)
+    Bk, b_var, b_strides = _bc_args(B, groups, "B")
+    Ck, c_var, c_strides = _bc_args(C, groups, "C")
     dev = u.device
     f32 = torch.float32
     n_seg, seg_ck = _segments(batch, dim, n_ckpt)
     has_z, has_d, has_bias = z is not None, D is not None, delta_bias is not None
-    keys = (nb, _l_bucket(length), _next_pow2(batch * dim))
+    keys = _tuning_keys(nb, length, batch, dim)
     dtypes = (u.dtype, delta.dtype, B.dtype, C.dtype, z.dtype if has_z else None, dout.dtype)
     if atomic_out:
         du = torch.zeros_like(u, dtype=f32)
@@ -245,42 +259,42 @@ def _backward(u, delta, A, B, C, D, z, delta_bias, softplus, states, dout, dlast
     # per-program scratch for the states before each sub-chunk: programs * (S / T) * NB * BD floats,
     # at most segments * batch * groups * (dg + BD) * NB * S / 8 for any tile the autotuner may pick
     max_bd = min(_next_pow2(dg), 128)
-    scratch = torch.empty(n_seg * batch * groups * (dg + max_bd) * nb * (knobs.CHECKPOINT_STEPS // 8), device=dev, dtype=f32)
-    dh0 = dA
-    if n_seg > 1:
-        dhl = torch.empty((batch, n_seg, dstate, dim), device=dev, dtype=f32)
-        dtsn = torch.empty((batch, n_seg, dim), device=dev, dtype=f32)
-        flags = _flags(has_z, has_bias, softplus, c_var, gather)
-        _launcher("bseg", nb, dg)(
-            lambda meta: (batch * groups * triton.cdiv(dg, meta["BD"]), n_seg - 1), keys + (flags,) + dtypes,
-            delta, z if has_z else delta, A, Ck, delta_bias if has_bias else A, dout, dhl, dtsn, idx,
-            length, dim, dstate, dg, n_seg, seg_ck, sCb, sCg, rC, *gs, *keys, flags,
-            NB=nb, S=knobs.CHECKPOINT_STEPS, HAS_Z=has_z, HAS_BIAS=has_bias, SOFTPLUS=bool(softplus), C_VAR=c_var,
-            GATHER=gather,
+    scratch = torch.empty(n_seg * batch * groups * (dg + max_bd) * nb * (knobs.CHECKPOINT_STEPS // 8), device=dev,
+                          dtype=f32)
+    with device_guard(dev):
+        if n_seg > 1:
+            dh0 = segment_exit_grads(
+                delta, z, A, Ck, delta_bias, dout, dlast, idx, softplus=softplus, c_var=c_var, gather=gather,
+                nb=nb, groups=groups, dg=dg, n_seg=n_seg, seg_ck=seg_ck, keys=keys, dtypes=dtypes,
+                c_strides=c_strides, gather_strides=gather_strides)
+        elif dlast is not None:
+            dh0 = dlast.transpose(1, 2).contiguous()  # (b, n, d) = (b, 1 segment, n, d)
+        else:
+            dh0 = dA  # dummy pointer: not read
+        has_dh0 = n_seg > 1 or dlast is not None
+        flags = _flags(has_z, has_d, has_bias, softplus, b_var, c_var, has_dh0, gather, atomic_out)
+        _launcher("bwd", nb, dg, dev)(
+            lambda meta: (batch * groups * triton.cdiv(dg, meta["BD"]), n_seg), (*keys.values(), flags, *dtypes),
+            # Pointers: inputs, saved states, incoming gradients, scratch
+            u_ptr=u, dt_ptr=delta, z_ptr=z if has_z else u, A_ptr=A, B_ptr=Bk, C_ptr=Ck, D_ptr=D if has_d else A,
+            bias_ptr=delta_bias if has_bias else A, st_ptr=states, dout_ptr=dout, dh0_ptr=dh0, scr_ptr=scratch,
+            # Pointers: gradients
+            du_ptr=du, ddt_ptr=ddelta, dz_ptr=dz if has_z else u, dA_ptr=dA, dB_ptr=dB, dC_ptr=dC, dD_ptr=dD,
+            dbias_ptr=dbias, idx_ptr=idx,
+            # Dimensions
+            L=length, dim=dim, dstate=dstate, dg=dg, n_ckpt=n_ckpt, n_seg=n_seg, seg_ck=seg_ck,
+            # Strides
+            **b_strides, **c_strides,
+            stride_dB_batch=dB.stride(0) if b_var else 0, stride_dB_group=dB.stride(1) if b_var else 0,
+            stride_dC_batch=dC.stride(0) if c_var else 0, stride_dC_group=dC.stride(1) if c_var else 0,
+            **gather_strides,
+            # Autotuning keys
+            **keys, key_F=flags,
+            # Meta-parameters
+            NB=nb, S=knobs.CHECKPOINT_STEPS,
+            HAS_Z=has_z, HAS_D=has_d, HAS_BIAS=has_bias, SOFTPLUS=bool(softplus),
+            B_VAR=b_var, C_VAR=c_var, HAS_DH0=has_dh0, GATHER=gather, ATOMIC_OUT=atomic_out,
         )
-        dh0 = torch.empty((batch, n_seg, dstate, dim), device=dev, dtype=f32)
-        cb = _combine_block(nb)
-        _seg_bwd_combine_kernel[(batch * triton.cdiv(dim, cb),)](
-            dhl, dtsn, A, dlast if dlast is not None else A, dh0, dim, dstate, n_seg,
-            NB=nb, BD=cb, HAS_DLAST=dlast is not None, num_warps=4)
-    elif dlast is not None:
-        dh0 = dlast.transpose(1, 2).contiguous()  # (b, n, d) = (b, 1 segment, n, d)
-    has_dh0 = n_seg > 1 or dlast is not None
-    flags = _flags(has_z, has_d, has_bias, softplus, b_var, c_var, has_dh0, gather, atomic_out)
-    _launcher("bwd", nb, dg)(
-        lambda meta: (batch * groups * triton.cdiv(dg, meta["BD"]), n_seg), keys + (flags,) + dtypes,
-        u, delta, z if has_z else u, A, Bk, Ck, D if has_d else A, delta_bias if has_bias else A,
-        states, dout, dh0, scratch,
-        du, ddelta, dz if has_z else u, dA, dB, dC, dD, dbias, idx,
-        length, dim, dstate, dg, n_ckpt, n_seg, seg_ck,
-        sBb, sBg, rB, sCb, sCg, rC,
-        dB.stride(0) if b_var else 0, dB.stride(1) if b_var else 0,
-        dC.stride(0) if c_var else 0, dC.stride(1) if c_var else 0,
-        *gs, *keys, flags,
-        NB=nb, S=knobs.CHECKPOINT_STEPS,
-        HAS_Z=has_z, HAS_D=has_d, HAS_BIAS=has_bias, SOFTPLUS=bool(softplus),
-        B_VAR=b_var, C_VAR=c_var, HAS_DH0=has_dh0, GATHER=gather, ATOMIC_OUT=atomic_out,
-    )
     if gather:
         if not atomic:
             du = du.view(batch, groups, dg, length).sum(1)

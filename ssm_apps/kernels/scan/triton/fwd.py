@@ -5,6 +5,7 @@ import torch
 import triton
 import triton.language as tl
 
+from ..._backend import device_guard
 from . import knobs
 from ._common import (
     _LOG2E,
@@ -14,7 +15,6 @@ from ._common import (
     _dt_of,
     _flags,
     _gather_strides,
-    _next_pow2,
     _offsets,
     _pick,
     _program_tile,
@@ -23,18 +23,26 @@ from ._common import (
     _state_matrix,
     _sub_range,
 )
-from .autotune import _l_bucket, _launcher, register
-from .segments import _combine_block, _seg_fwd_combine_kernel, _segments
+from .autotune import _launcher, _tuning_keys, register
+from .segments import _segments, segment_entry_states
 
 # ----------------------------------------------------------------------------- forward
 
 @triton.jit
 def _scan_fwd_kernel(
+    # Pointers
     u_ptr, dt_ptr, z_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, out_ptr, st_ptr, h0_ptr, idx_ptr,
+    # Dimensions
     L, dim, dstate, dg, n_ckpt, n_seg, seg_ck,
-    sB_b, sB_g, rB, sC_b, sC_g, rC,
-    sxb, sxc, sxp, sdb, sdk, sdc, sdp,
+    # Strides (B / C by batch and group, and the ratio of channel groups to B / C groups)
+    stride_B_batch, stride_B_group, ratio_B_group,
+    stride_C_batch, stride_C_group, ratio_C_group,
+    # Strides of the fused pattern scan (GATHER; zeros otherwise)
+    stride_x_batch, stride_x_channel, stride_x_pixel,
+    stride_delta_batch, stride_delta_route, stride_delta_channel, stride_delta_pixel,
+    # Autotuning keys
     key_n, key_L, key_P, key_F,
+    # Meta-parameters
     NB: tl.constexpr, S: tl.constexpr, T: tl.constexpr, BD: tl.constexpr,
     HAS_Z: tl.constexpr, HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     B_VAR: tl.constexpr, C_VAR: tl.constexpr, SAVE_ALL: tl.constexpr, SAVE_LAST: tl.constexpr,
@@ -42,18 +50,19 @@ def _scan_fwd_kernel(
 ):
     KS: tl.constexpr = S // T
     pid, bi, grp, offs_d, mask_d, ch, offs_n, mask_n, offs_t, mask_nd, row, xrow, base2 = _program_tile(
-        dim, dg, dstate, L, sxb, sxc, sdb, sdk, sdc, NB, T, BD, GATHER)
+        dim, dg, dstate, L, stride_x_batch, stride_x_channel, stride_delta_batch, stride_delta_route,
+        stride_delta_channel, NB, T, BD, GATHER)
     seg = tl.program_id(1)
 
     A2 = _state_matrix(A_ptr, ch, offs_n, dstate, mask_nd) * _LOG2E
     bias = _channel_vector(bias_ptr, ch, mask_d, BD, HAS_BIAS)
     Dv = _channel_vector(D_ptr, ch, mask_d, BD, HAS_D)
     if B_VAR:
-        B_base = _seq_base(B_ptr, bi, grp, rB, sB_b, sB_g, offs_n, L)
+        B_base = _seq_base(B_ptr, bi, grp, ratio_B_group, stride_B_batch, stride_B_group, offs_n, L)
     else:
         Bc = _state_matrix(B_ptr, ch, offs_n, dstate, mask_nd)
     if C_VAR:
-        C_base = _seq_base(C_ptr, bi, grp, rC, sC_b, sC_g, offs_n, L)
+        C_base = _seq_base(C_ptr, bi, grp, ratio_C_group, stride_C_batch, stride_C_group, offs_n, L)
     else:
         Cc = _state_matrix(C_ptr, ch, offs_n, dstate, mask_nd)
 
@@ -72,7 +81,8 @@ def _scan_fwd_kernel(
         t = c * T + offs_t
         mask_t = t < L
         m2 = mask_t[:, None] & mask_d[None, :]
-        ptr2, uoff, pos = _offsets(idx_ptr, grp, t, mask_t, L, row, xrow, base2, c, sxp, sdp, T, GATHER)
+        ptr2, uoff, pos = _offsets(idx_ptr, grp, t, mask_t, L, row, xrow, base2, c, stride_x_pixel,
+                                   stride_delta_pixel, T, GATHER)
         u = tl.load(u_ptr + uoff, mask=m2, other=0.0).to(tl.float32)
         _, dt = _dt_of(tl.load(dt_ptr + ptr2, mask=m2, other=0.0), bias, m2, HAS_BIAS, SOFTPLUS)
         dtu = dt * u
@@ -119,8 +129,8 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, save_all, save_last,
     by float32 atomics (``atomic``) or through a per-route (b, K*c, L) buffer."""
     batch, dim, length, dstate, groups, dg, nb, n_ckpt = _sizes(delta, A, B, C)
     gather = index is not None
-    Bk, b_var, sBb, sBg, rB = _bc_args(B, groups)
-    Ck, c_var, sCb, sCg, rC = _bc_args(C, groups)
+    Bk, b_var, b_strides = _bc_args(B, groups, "B")
+    Ck, c_var, c_strides = _bc_args(C, groups, "C")
     dev = u.device
     n_seg, seg_ck = _segments(batch, dim, n_ckpt)
     if gather and atomic:  # float32 accumulator in x's memory layout
@@ -130,40 +140,41 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, save_all, save_last,
     else:
         out = torch.empty((batch, dim, length), device=dev, dtype=out_dtype)
     idx = index if gather else A  # dummy pointer when not gathering
-    gs = _gather_strides(u, delta, groups, gather)
+    gather_strides = _gather_strides(u, delta, groups, gather)
     n_saved = n_ckpt if save_all else 1
     states = torch.empty((batch, n_saved, dstate, dim), device=dev, dtype=torch.float32)
     has_z, has_d, has_bias = z is not None, D is not None, delta_bias is not None
-    keys = (nb, _l_bucket(length), _next_pow2(batch * dim))
+    keys = _tuning_keys(nb, length, batch, dim)
     dtypes = (u.dtype, delta.dtype, B.dtype, C.dtype, z.dtype if has_z else None, out_dtype)
-    h0 = states
-    if n_seg > 1:
-        hend = torch.empty((batch, n_seg, dstate, dim), device=dev, dtype=torch.float32)
-        dts = torch.empty((batch, n_seg, dim), device=dev, dtype=torch.float32)
-        flags = _flags(has_bias, softplus, b_var, gather)
-        _launcher("fseg", nb, dg)(
-            lambda meta: (batch * groups * triton.cdiv(dg, meta["BD"]), n_seg - 1), keys + (flags,) + dtypes,
-            u, delta, A, Bk, delta_bias if has_bias else u, hend, dts, idx,
-            length, dim, dstate, dg, n_seg, seg_ck, sBb, sBg, rB, *gs, *keys, flags,
-            NB=nb, S=knobs.CHECKPOINT_STEPS, HAS_BIAS=has_bias, SOFTPLUS=bool(softplus), B_VAR=b_var, GATHER=gather,
+    with device_guard(dev):
+        if n_seg > 1:
+            h0 = segment_entry_states(
+                u, delta, A, Bk, delta_bias, idx, softplus=softplus, b_var=b_var, gather=gather, nb=nb,
+                groups=groups, dg=dg, n_seg=n_seg, seg_ck=seg_ck, keys=keys, dtypes=dtypes,
+                b_strides=b_strides, gather_strides=gather_strides)
+        else:
+            h0 = states  # dummy pointer: not read
+        atomic_out = gather and atomic
+        flags = _flags(has_z, has_d, has_bias, softplus, b_var, c_var, save_all, save_last, n_seg > 1, gather,
+                       atomic_out)
+        _launcher("fwd", nb, dg, dev)(
+            lambda meta: (batch * groups * triton.cdiv(dg, meta["BD"]), n_seg), (*keys.values(), flags, *dtypes),
+            # Pointers
+            u_ptr=u, dt_ptr=delta, z_ptr=z if has_z else u, A_ptr=A, B_ptr=Bk, C_ptr=Ck,
+            D_ptr=D if has_d else u, bias_ptr=delta_bias if has_bias else u, out_ptr=out, st_ptr=states,
+            h0_ptr=h0, idx_ptr=idx,
+            # Dimensions
+            L=length, dim=dim, dstate=dstate, dg=dg, n_ckpt=n_saved, n_seg=n_seg, seg_ck=seg_ck,
+            # Strides
+            **b_strides, **c_strides, **gather_strides,
+            # Autotuning keys
+            **keys, key_F=flags,
+            # Meta-parameters
+            NB=nb, S=knobs.CHECKPOINT_STEPS,
+            HAS_Z=has_z, HAS_D=has_d, HAS_BIAS=has_bias, SOFTPLUS=bool(softplus),
+            B_VAR=b_var, C_VAR=c_var, SAVE_ALL=save_all, SAVE_LAST=save_last, HAS_H0=n_seg > 1,
+            GATHER=gather, ATOMIC_OUT=atomic_out,
         )
-        h0 = torch.empty((batch, n_seg, dstate, dim), device=dev, dtype=torch.float32)
-        cb = _combine_block(nb)
-        _seg_fwd_combine_kernel[(batch * triton.cdiv(dim, cb),)](
-            hend, dts, A, h0, dim, dstate, n_seg, NB=nb, BD=cb, num_warps=4)
-    atomic_out = gather and atomic
-    flags = _flags(has_z, has_d, has_bias, softplus, b_var, c_var, save_all, save_last, n_seg > 1, gather,
-                   atomic_out)
-    _launcher("fwd", nb, dg)(
-        lambda meta: (batch * groups * triton.cdiv(dg, meta["BD"]), n_seg), keys + (flags,) + dtypes,
-        u, delta, z if has_z else u, A, Bk, Ck, D if has_d else u, delta_bias if has_bias else u, out, states, h0,
-        idx, length, dim, dstate, dg, n_saved, n_seg, seg_ck,
-        sBb, sBg, rB, sCb, sCg, rC, *gs, *keys, flags,
-        NB=nb, S=knobs.CHECKPOINT_STEPS,
-        HAS_Z=has_z, HAS_D=has_d, HAS_BIAS=has_bias, SOFTPLUS=bool(softplus),
-        B_VAR=b_var, C_VAR=c_var, SAVE_ALL=save_all, SAVE_LAST=save_last, HAS_H0=n_seg > 1,
-        GATHER=gather, ATOMIC_OUT=atomic_out,
-    )
     if gather:
         if not atomic:  # per-route rows at their pixels -> sum over routes in float32
             out = out.view(batch, groups, dg, length).sum(1, dtype=torch.float32)
