@@ -72,6 +72,24 @@ def _dt_of(raw, bias, mask, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
 
 
 @triton.jit
+def _subchunk_states(u, dt, A2, Bt, h, is_first, is_last):
+    """The state recurrence over one sub-chunk of T steps, entered with the state ``h`` [NB, BD].
+
+    u, dt: [T, BD] float32 (dt zero where masked); A2: [NB, BD], A * log2(e); Bt: [T, NB, 1] for a
+    time-varying B, [1, NB, BD] for a constant one; is_first / is_last: [T, 1, 1] step masks.
+    Returns ``a`` = exp(dt A) and ``bx`` = dt u B (without the carried state), both [T, NB, BD],
+    the states after every step ``hs`` [T, NB, BD], and the state after the sub-chunk [NB, BD].
+    The carried state enters as b_0 += a_0 h; ``associative_scan`` with ``_combine`` then runs
+    h_t = a_t h_{t-1} + bx_t along T, one FMA per step inside a thread (see the package docstring).
+    """
+    a = tl.exp2(dt[:, None, :] * A2[None, :, :])
+    bx = (dt * u)[:, None, :] * Bt
+    bxh = tl.where(is_first, bx + a * h[None, :, :], bx)
+    _, hs = tl.associative_scan((a, bxh), 0, _combine)
+    return a, bx, hs, _pick(hs, is_last, 0)
+
+
+@triton.jit
 def _coords(dim, dg, BD: tl.constexpr):
     """(channel program id, batch row, channel group, channel offsets in the group) of this program."""
     pid = tl.program_id(0)

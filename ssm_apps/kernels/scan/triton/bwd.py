@@ -23,6 +23,7 @@ from ._common import (
     _seq_base,
     _sizes,
     _state_matrix,
+    _subchunk_states,
 )
 from .autotune import _launcher, _tuning_keys, register
 from .segments import _segments, segment_exit_grads
@@ -109,15 +110,12 @@ def _scan_bwd_kernel(
                                        stride_delta_pixel, T, GATHER)
             u = tl.load(u_ptr + uoff, mask=m2, other=0.0).to(tl.float32)
             _, dt = _dt_of(tl.load(dt_ptr + ptr2, mask=m2, other=0.0), bias, m2, HAS_BIAS, SOFTPLUS)
-            a = tl.exp2(dt[:, None, :] * A2[None, :, :])
             if B_VAR:
                 Bt = tl.load(B_base + pos[:, None], mask=mask_t[:, None] & mask_n[None, :], other=0.0)
-                bx = (dt * u)[:, None, :] * Bt.to(tl.float32)[:, :, None]
+                Bt = Bt.to(tl.float32)[:, :, None]
             else:
-                bx = (dt * u)[:, None, :] * Bc[None, :, :]
-            bx = tl.where(is_first, bx + a * h[None, :, :], bx)
-            _, hs = tl.associative_scan((a, bx), 0, _combine)
-            h = _pick(hs, is_last, 0)
+                Bt = Bc[None, :, :]
+            _, _, _, h = _subchunk_states(u, dt, A2, Bt, h, is_first, is_last)
             tl.store(scr_ptrs + (k + 1) * (NB * BD), h)
         tl.debug_barrier()
         # (2) sub-chunks in reverse
@@ -147,11 +145,8 @@ def _scan_bwd_kernel(
                 Ct = Cc[None, :, :]
 
             # forward recompute of the sub-chunk
+            _, bx, hs, _ = _subchunk_states(u, dt, A2, Bt, h0, is_first, is_last)
             dtu = dt * u
-            a = tl.exp2(dt[:, None, :] * A2[None, :, :])
-            bx = dtu[:, None, :] * Bt
-            bxh = tl.where(is_first, bx + a * h0[None, :, :], bx)
-            _, hs = tl.associative_scan((a, bxh), 0, _combine)
 
             # output gate
             if HAS_Z:

@@ -11,17 +11,16 @@ from ._common import (
     _LOG2E,
     _bc_args,
     _channel_vector,
-    _combine,
     _dt_of,
     _flags,
     _gather_strides,
     _offsets,
-    _pick,
     _program_tile,
     _seq_base,
     _sizes,
     _state_matrix,
     _sub_range,
+    _subchunk_states,
 )
 from .autotune import _launcher, _tuning_keys, register
 from .segments import _segments, segment_entry_states
@@ -85,17 +84,12 @@ def _scan_fwd_kernel(
                                    stride_delta_pixel, T, GATHER)
         u = tl.load(u_ptr + uoff, mask=m2, other=0.0).to(tl.float32)
         _, dt = _dt_of(tl.load(dt_ptr + ptr2, mask=m2, other=0.0), bias, m2, HAS_BIAS, SOFTPLUS)
-        dtu = dt * u
-        a = tl.exp2(dt[:, None, :] * A2[None, :, :])
         if B_VAR:
             mtn = mask_t[:, None] & mask_n[None, :]
-            Bt = tl.load(B_base + pos[:, None], mask=mtn, other=0.0).to(tl.float32)
-            bx = dtu[:, None, :] * Bt[:, :, None]
+            Bt = tl.load(B_base + pos[:, None], mask=mtn, other=0.0).to(tl.float32)[:, :, None]
         else:
-            bx = dtu[:, None, :] * Bc[None, :, :]
-        bx = tl.where(is_first, bx + a * h[None, :, :], bx)
-        _, hs = tl.associative_scan((a, bx), 0, _combine)
-        h = _pick(hs, is_last, 0)
+            Bt = Bc[None, :, :]
+        _, _, hs, h = _subchunk_states(u, dt, A2, Bt, h, is_first, is_last)
         if C_VAR:
             mtn = mask_t[:, None] & mask_n[None, :]
             Ct = tl.load(C_base + pos[:, None], mask=mtn, other=0.0).to(tl.float32)

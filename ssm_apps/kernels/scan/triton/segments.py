@@ -24,6 +24,7 @@ from ._common import (
     _seq_base,
     _state_matrix,
     _sub_range,
+    _subchunk_states,
 )
 from .autotune import _launcher, register
 
@@ -73,15 +74,12 @@ def _scan_fwd_seg_kernel(
                                    stride_delta_pixel, T, GATHER)
         u = tl.load(u_ptr + uoff, mask=m2, other=0.0).to(tl.float32)
         _, dt = _dt_of(tl.load(dt_ptr + ptr2, mask=m2, other=0.0), bias, m2, HAS_BIAS, SOFTPLUS)
-        a = tl.exp2(dt[:, None, :] * A2[None, :, :])
         if B_VAR:
             Bt = tl.load(B_base + pos[:, None], mask=mask_t[:, None] & mask_n[None, :], other=0.0)
-            bx = (dt * u)[:, None, :] * Bt.to(tl.float32)[:, :, None]
+            Bt = Bt.to(tl.float32)[:, :, None]
         else:
-            bx = (dt * u)[:, None, :] * Bc[None, :, :]
-        bx = tl.where(is_first, bx + a * h[None, :, :], bx)
-        _, hs = tl.associative_scan((a, bx), 0, _combine)
-        h = _pick(hs, is_last, 0)
+            Bt = Bc[None, :, :]
+        _, _, _, h = _subchunk_states(u, dt, A2, Bt, h, is_first, is_last)
         dsum += tl.sum(dt, axis=0)
     segrow = (bi * n_seg + seg).to(tl.int64)
     tl.store(hend_ptr + (segrow * dstate + offs_n[:, None]) * dim + ch[None, :], h, mask=mask_nd)
