@@ -22,9 +22,10 @@ from .patterns import (
     scan_index_3d,
 )
 from .scan import BACKENDS, default_backend, selective_scan
+from .scan.options import TritonScanOptions
 
 __all__ = [
     "BACKENDS", "PATTERNS_2D", "PATTERNS_3D", "cross_merge", "cross_merge_3d", "cross_scan", "cross_scan_3d",
     "FUSED_PATTERNS_2D", "FUSED_PATTERNS_3D", "default_backend", "scan_index", "scan_index_3d", "selective_scan",
-    "selective_scan_2d", "selective_scan_3d", "triton_available",
+    "selective_scan_2d", "selective_scan_3d", "triton_available", "TritonScanOptions",
 ]

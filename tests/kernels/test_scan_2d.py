@@ -17,7 +17,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ssm_apps.kernels import selective_scan_2d, selective_scan_3d
+from ssm_apps.kernels import TritonScanOptions, selective_scan_2d, selective_scan_3d
 from tests.helpers.oracle import selective_scan_oracle
 
 TOL = {torch.float32: (6e-4, 2e-3), torch.bfloat16: (3e-2, 5e-2)}
@@ -89,7 +89,7 @@ def make_inputs(b, c, sizes, n, pattern, dtype, use_d=True, use_bias=True, seed=
     )
 
 
-def run(fn, inp, softplus, pattern, backend, grad_out, out_dtype=None, double=False):
+def run(fn, inp, softplus, pattern, backend, grad_out, out_dtype=None, double=False, triton_options=None):
     """Output and gradients of every given input."""
     leaves = {k: (v.detach().double() if double else v.detach().clone()).requires_grad_()
               for k, v in inp.items() if v is not None}
@@ -97,7 +97,8 @@ def run(fn, inp, softplus, pattern, backend, grad_out, out_dtype=None, double=Fa
     if fn is None:
         out = scan_2d_oracle(**args, delta_softplus=softplus, pattern=pattern)
     else:
-        out = fn(**args, delta_softplus=softplus, pattern=pattern, backend=backend, out_dtype=out_dtype)
+        out = fn(**args, delta_softplus=softplus, pattern=pattern, backend=backend, out_dtype=out_dtype,
+                 triton_options=triton_options)
     gs = torch.autograd.grad((out * grad_out.to(out.dtype)).sum(), list(leaves.values()))
     return out.detach(), dict(zip(leaves, gs))
 
@@ -149,6 +150,16 @@ def test_bf16_out_dtype_on_torch_backend():
     assert selective_scan_2d(**inp, delta_softplus=True, backend="torch").dtype == torch.bfloat16
 
 
+def test_python_floats_for_D_and_delta_bias():
+    inp = make_inputs(1, 2, (3, 4), 2, "cross4", torch.float32, seed=6)
+    full = dict(inp, D=torch.full((8,), 0.5), delta_bias=torch.full((8,), 0.1))
+    ref = selective_scan_2d(**full, delta_softplus=True, backend="torch")
+    assert torch.equal(selective_scan_2d(**dict(inp, D=0.5, delta_bias=0.1), delta_softplus=True, backend="torch"), ref)
+    with pytest.raises(TypeError, match=r"selective_scan_2d: argument 'D' must be a float32 tensor of shape "
+                                        r"\(K\*c,\) = \(8,\), a Python float or None; got str"):
+        selective_scan_2d(**dict(inp, D="0.5"), backend="torch")
+
+
 # ----------------------------------------------------------------------------- bad inputs
 
 def _good(pattern="cross4", sizes=(3, 4)):
@@ -192,14 +203,11 @@ def test_bad_pattern_and_backend():
 
 @pytest.fixture
 def kernels(request, monkeypatch):
+    """The interpreter on, and the dispatcher's CUDA check passed: it runs the kernels on CPU tensors."""
     from ssm_apps.kernels import _backend
-    from ssm_apps.kernels.scan.triton import knobs
 
     assert _backend.interpreting(), "TRITON_INTERPRET=1 must be set before triton is imported"
-    monkeypatch.setattr(knobs, "CHECKPOINT_STEPS", 16)
-    # the dispatcher's CUDA check: the interpreter runs the kernels on CPU tensors
     monkeypatch.setattr(_backend, "triton_available", lambda device: True)
-    return knobs
 
 
 TRITON_CASES = [
@@ -221,9 +229,8 @@ TRITON_CASES = [
 
 
 @pytest.mark.parametrize("b,c,sizes,n,pattern,dtype,opt", TRITON_CASES)
-def test_triton_fused_against_chain_and_oracle(kernels, monkeypatch, b, c, sizes, n, pattern, dtype, opt):
-    monkeypatch.setattr(kernels, "FORCE_SEGMENTS", opt.get("segments"))
-    monkeypatch.setattr(kernels, "FUSED_ATOMIC", opt.get("atomic", True))
+def test_triton_fused_against_chain_and_oracle(kernels, b, c, sizes, n, pattern, dtype, opt):
+    options = TritonScanOptions(checkpoint_steps=16, segments=opt.get("segments"), fused_atomic=opt.get("atomic", True))
     softplus = opt.get("softplus", True)
     out_dtype = opt.get("out_dtype")
     inp = make_inputs(b, c, sizes, n, pattern, dtype, opt.get("use_d", True), opt.get("use_bias", True),
@@ -234,7 +241,7 @@ def test_triton_fused_against_chain_and_oracle(kernels, monkeypatch, b, c, sizes
     # grad_out representable in the output dtype, so the cast of out rounds nothing
     grad_out = torch.randn(b, c, *sizes, generator=torch.Generator().manual_seed(7)).to(out_dtype or dtype)
     fn = fn_of(pattern)
-    out, grads = run(fn, inp, softplus, pattern, "triton", grad_out, out_dtype)
+    out, grads = run(fn, inp, softplus, pattern, "triton", grad_out, out_dtype, triton_options=options)
     assert out.shape == (b, c, *sizes) and out.dtype == (out_dtype or dtype)
     for name, g in grads.items():
         assert g.dtype == inp[name].dtype and g.shape == inp[name].shape, name
@@ -255,6 +262,6 @@ def test_triton_plain_scan_unchanged_by_gather_flags(kernels):
     A, B, C = -0.5 * torch.rand(4, 2, generator=g), torch.randn(1, 2, 2, 21, generator=g), torch.randn(1, 2, 21, generator=g)
     from ssm_apps.kernels.scan.triton import selective_scan_triton
 
-    out = selective_scan_triton(u, delta, A, B, C, delta_softplus=True)
+    out = selective_scan_triton(u, delta, A, B, C, delta_softplus=True, options=TritonScanOptions(checkpoint_steps=16))
     ref, _ = oracle_1d(u, delta, A, B, C, delta_softplus=True)
     torch.testing.assert_close(out.double(), ref, rtol=6e-4, atol=2e-3)

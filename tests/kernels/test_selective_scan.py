@@ -142,3 +142,22 @@ def test_unknown_backend_and_triton_on_cpu():
         selective_scan(**_valid(), backend="cuda")
     with pytest.raises(RuntimeError, match="backend 'triton' needs a CUDA tensor"):
         selective_scan(**_valid(), backend="triton")
+
+
+@pytest.mark.parametrize("backend", ["ref", "torch"])
+def test_python_floats_for_D_and_delta_bias(backend):
+    """D and delta_bias may be Python numbers: the same result as the (d,) tensors filled with them."""
+    inp = _valid()
+    full = dict(inp, D=torch.full((4,), 1.0), delta_bias=torch.full((4,), -0.25))
+    ref = selective_scan(**full, delta_softplus=True, backend=backend)
+    got = selective_scan(**dict(inp, D=1.0, delta_bias=-0.25), delta_softplus=True, backend=backend)
+    assert torch.equal(got, ref)
+    assert torch.equal(selective_scan(**dict(inp, D=2), backend=backend),
+                       selective_scan(**dict(inp, D=torch.full((4,), 2.0)), backend=backend))
+
+
+def test_non_tensor_D_and_delta_bias_name_the_argument():
+    for name, value in (("D", "1.0"), ("delta_bias", True), ("D", [1.0] * 4)):
+        with pytest.raises(TypeError, match=rf"selective_scan: argument '{name}' must be a float32 tensor of shape "
+                                            rf"\(d,\) = \(4,\), a Python float or None; got {type(value).__name__}"):
+            selective_scan(**dict(_valid(), **{name: value}))

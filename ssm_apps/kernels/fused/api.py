@@ -49,6 +49,7 @@ from ..patterns import (
 from ..patterns.maps import index_on
 from ..scan import BACKENDS, Backend, selective_scan
 from ..scan.checks import as_channel_vector
+from ..scan.options import TritonScanOptions, check_options
 from .checks import check_fused_inputs
 
 __all__ = ["FUSED_PATTERNS_2D", "FUSED_PATTERNS_3D", "selective_scan_2d", "selective_scan_3d"]
@@ -80,7 +81,8 @@ def _to_scan_order(t: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return torch.gather(t, -1, index.view(1, k, 1, length).expand(b, k, m, length))
 
 
-def _scan(fn: str, x, delta, A, B, C, D, delta_bias, delta_softplus, pattern, backend, out_dtype, rank):
+def _scan(fn: str, x, delta, A, B, C, D, delta_bias, delta_softplus, pattern, backend, out_dtype, rank,
+          triton_options):
     patterns = FUSED_PATTERNS_3D if rank == 5 else FUSED_PATTERNS_2D
     all_patterns = PATTERNS_3D if rank == 5 else PATTERNS_2D
     if pattern not in patterns:
@@ -94,6 +96,7 @@ def _scan(fn: str, x, delta, A, B, C, D, delta_bias, delta_softplus, pattern, ba
         D = as_channel_vector(fn, "D", D, k * x.shape[1], x.device, label="K*c")
         delta_bias = as_channel_vector(fn, "delta_bias", delta_bias, k * x.shape[1], x.device, label="K*c")
     b, c, sizes, n = check_fused_inputs(fn, x, delta, A, B, C, D, delta_bias, pattern, rank, k, out_dtype)
+    triton_options = check_options(fn, triton_options)
     backend = pick_backend(fn, backend, x.device, BACKENDS)
     length = 1
     for s in sizes:
@@ -104,7 +107,8 @@ def _scan(fn: str, x, delta, A, B, C, D, delta_bias, delta_softplus, pattern, ba
         out = selective_scan_gather_triton(
             _pixels_last(x, 1).reshape(b, c, length), _pixels_last(delta, 2).reshape(b, k * c, length), A,
             B.reshape(b, k, n, length).contiguous(), C.reshape(b, k, n, length).contiguous(),
-            _index_i32(pattern, sizes, x.device), D, delta_bias, delta_softplus, out_dtype=out_dtype)
+            _index_i32(pattern, sizes, x.device), D, delta_bias, delta_softplus, out_dtype=out_dtype,
+            options=triton_options)
         return out.view(b, c, *sizes)
     # unfused chain (also the oracle of the fused kernels)
     index = index_on(pattern, sizes, x.device)
@@ -131,6 +135,7 @@ def selective_scan_2d(
     pattern: str = "cross4",
     backend: Backend | None = None,
     out_dtype: torch.dtype | None = None,
+    triton_options: TritonScanOptions | None = None,
 ) -> torch.Tensor:
     """Selective scan over the K routes of a 2-D ``pattern``, merged back onto the map.
 
@@ -144,13 +149,15 @@ def selective_scan_2d(
         pattern: "cross4" (K 4), "bidi" (K 2) or "omni8" (K 8); "atrous" is refused (not fused).
         backend: "triton" (fused CUDA kernels), "ref" / "torch" (unfused chain), None = best.
         out_dtype: dtype of the result (default x's).
+        triton_options: how the fused Triton kernels run (``TritonScanOptions``: e.g. the merge
+            scheme ``fused_atomic``; None = the defaults); the other backends do not read it.
 
     Returns:
         (b, c, H, W): sum over routes of each route's scan output at the pixels it visits.
         See the module docstring for the exact layout.
     """
     return _scan("selective_scan_2d", x, delta, A, B, C, D, delta_bias, delta_softplus, pattern, backend,
-                 out_dtype, 4)
+                 out_dtype, 4, triton_options)
 
 
 @torch.compiler.disable
@@ -166,8 +173,9 @@ def selective_scan_3d(
     pattern: str = "tri6",
     backend: Backend | None = None,
     out_dtype: torch.dtype | None = None,
+    triton_options: TritonScanOptions | None = None,
 ) -> torch.Tensor:
     """``selective_scan_2d`` for volumes: x (b, c, D, H, W), delta (b, K, c, D, H, W),
-    B and C (b, K, n, D, H, W), pattern "tri6" (K 6); returns (b, c, D, H, W)."""
+    B and C (b, K, n, D, H, W), pattern "tri6" (K 6); returns (b, c, D, H, W); other arguments as there."""
     return _scan("selective_scan_3d", x, delta, A, B, C, D, delta_bias, delta_softplus, pattern, backend,
-                 out_dtype, 5)
+                 out_dtype, 5, triton_options)

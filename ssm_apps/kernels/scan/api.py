@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from .._backend import pick_backend
 from .checks import as_channel_vector, check_scan_inputs
 from .chunked import scan_chunked
+from .options import TritonScanOptions, check_options
 from .ref import scan_ref
 
 Backend = Literal["ref", "torch", "triton"]
@@ -34,6 +35,7 @@ def selective_scan(
     return_last_state: bool = False,
     backend: Backend | None = None,
     out_dtype: torch.dtype | None = None,
+    triton_options: TritonScanOptions | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Selective state-space scan (Mamba-1), as mamba_ssm's ``selective_scan_fn``.
 
@@ -49,6 +51,8 @@ def selective_scan(
         return_last_state: also return the final state (b, d, n) float32.
         backend: "ref" (sequential), "torch" (chunked), "triton" (CUDA), None = best available.
         out_dtype: dtype of ``out`` (default u's), e.g. float32 output from 16-bit inputs.
+        triton_options: how the Triton kernels run (``TritonScanOptions``; None = the defaults);
+            the other backends do not read it.
 
     Returns:
         out (b, d, L) in ``out_dtype`` or u's dtype, ``(y + D * u) * silu(z)``; and the last state if asked.
@@ -60,12 +64,13 @@ def selective_scan(
     check_scan_inputs(u, delta, A, B, C, D, z, delta_bias)
     if out_dtype is not None and out_dtype not in (torch.float32, torch.float16, torch.bfloat16):
         raise ValueError(f"selective_scan: argument 'out_dtype' must be float32/float16/bfloat16 or None; got {out_dtype}")
+    triton_options = check_options("selective_scan", triton_options)
     backend = pick_backend("selective_scan", backend, u.device, BACKENDS)
     if backend == "triton":
         from .triton import selective_scan_triton  # lazily: it imports triton
 
         return selective_scan_triton(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state,
-                                     out_dtype=out_dtype)
+                                     out_dtype=out_dtype, options=triton_options)
 
     dtype_in = u.dtype
     u32 = u.float()

@@ -62,9 +62,10 @@ configuration is used instead (``INTERPRET_CONFIG``).
 
 Files: ``_common`` (jit helpers shared by the kernels, host-side argument helpers), ``fwd`` (forward
 kernel and launch), ``bwd`` (backward kernel and launch), ``segments`` (sequence-parallel passes),
-``autotune`` (tile configurations, cached launchers), ``knobs`` (test and benchmark switches),
+``autotune`` (tile configurations, cached launchers; options in ``scan.options``),
 ``function`` (the autograd Function). The GATHER Function lives with its caller in ``fused.triton``.
 """
+from ..options import DEFAULT_OPTIONS, TritonScanOptions
 from .function import SelectiveScanTritonFn, selective_scan_triton
 
-__all__ = ["SelectiveScanTritonFn", "selective_scan_triton"]
+__all__ = ["DEFAULT_OPTIONS", "SelectiveScanTritonFn", "TritonScanOptions", "selective_scan_triton"]

@@ -8,7 +8,6 @@ import triton.language as tl
 
 from ..._backend import interpreting
 from ..layout import num_groups
-from . import knobs
 
 _LOG2E = tl.constexpr(1.4426950408889634)
 _LN2 = tl.constexpr(0.6931471805599453)
@@ -213,11 +212,11 @@ def _bc_args(X: torch.Tensor, groups: int, name: str) -> tuple[torch.Tensor, boo
                       f"ratio_{name}_group": groups // X4.shape[1]}
 
 
-def _sizes(delta, A, B, C):
+def _sizes(delta, A, B, C, checkpoint_steps: int):
     batch, dim, length = delta.shape
     dstate = A.shape[1]
     groups = num_groups(B, C)
-    n_ckpt = triton.cdiv(length, knobs.CHECKPOINT_STEPS)
+    n_ckpt = triton.cdiv(length, checkpoint_steps)
     return batch, dim, length, dstate, groups, dim // groups, _next_pow2(dstate), n_ckpt
 
 

@@ -1,11 +1,13 @@
 """Tile configurations of the Triton scan kernels and their cached, autotuned launchers."""
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import triton
 
 from ..._backend import interpreting
-from . import knobs
+from ..options import TritonScanOptions
 from ._common import _next_pow2
 
 #: The one configuration run by the Triton interpreter (which cannot autotune).
@@ -17,8 +19,9 @@ def _l_bucket(length: int) -> int:
 
 
 
-def _configs(kind: str, nb: int, cap: int) -> list[triton.Config]:
-    """Tile shapes (T, BD; one warp) for kernel ``kind`` ("fwd"/"bwd"), padded state nb, BD <= cap.
+def _configs(kind: str, nb: int, cap: int, options: TritonScanOptions) -> list[triton.Config]:
+    """Tile shapes (T, BD; one warp) for kernel ``kind`` ("fwd"/"bwd"), padded state nb, BD <= cap,
+    T dividing ``options.checkpoint_steps``; only the first with ``options.first_config_only``.
 
     The lanes of the warp split into ``lanes_n`` on NB and 32 / lanes_n on BD, so T stays inside a
     thread. Candidates: the base split, one with twice the lanes on NB (twice the programs), and
@@ -27,7 +30,7 @@ def _configs(kind: str, nb: int, cap: int) -> list[triton.Config]:
     program measured fastest on an H100 (two or more put warps on NB or cost occupancy).
     """
     if interpreting():
-        c = INTERPRET_CONFIG
+        c = INTERPRET_CONFIG  # T = 8 divides every allowed checkpoint_steps
         return [triton.Config({"T": c["T"], "BD": c["BD"]}, num_warps=c["num_warps"], num_stages=1)]
     base = min(nb, 4 if nb <= 16 else (16 if nb <= 64 else 32))
     splits = [base] + ([2 * base] if 2 * base <= min(nb, 32) else [])
@@ -50,7 +53,10 @@ def _configs(kind: str, nb: int, cap: int) -> list[triton.Config]:
             out.append(triton.Config({"T": t, "BD": bd}, num_warps=1, num_stages=1))
     if not out:  # fewer channels per group than lanes: T spreads over lanes (correct, slower)
         out.append(triton.Config({"T": 8, "BD": 1}, num_warps=1, num_stages=1))
-    return out[:1] if knobs.FIRST_CONFIG_ONLY else out
+    fitting = [c for c in out if options.checkpoint_steps % c.kwargs["T"] == 0]
+    if not fitting:  # a short checkpoint interval: the shortest sub-chunk, 8 steps
+        fitting = [triton.Config({"T": 8, "BD": out[0].kwargs["BD"]}, num_warps=1, num_stages=1)]
+    return fitting[:1] if options.first_config_only else fitting
 
 
 class _Launcher:
@@ -92,14 +98,33 @@ def _tuning_keys(nb: int, length: int, batch: int, dim: int) -> dict[str, int]:
     return {"key_n": nb, "key_L": _l_bucket(length), "key_P": _next_pow2(batch * dim)}
 
 
-def _launcher(kind: str, nb: int, dg: int, device: torch.device) -> _Launcher:
-    """The launcher for (kernel, n bucket, channel cap, device); cached so its tuning persists.
+class LauncherKey(NamedTuple):
+    """What a cached launcher (and so its tuning) is specific to."""
 
-    Keyed by device too: two GPUs (of different kinds, or under different loads) tune apart."""
+    kind: str
+    nb: int
+    cap: int
+    interpreting: bool
+    first_config_only: bool
+    checkpoint_steps: int
+    device: str
+
+
+def _launcher(kind: str, nb: int, dg: int, device: torch.device, options: TritonScanOptions) -> _Launcher:
+    """The launcher for (kernel, n bucket, channel cap, options, device); cached so its tuning persists.
+
+    Keyed by device too: the tuning found on one GPU is not reused on another (of another kind,
+    or another load)."""
     cap = min(_next_pow2(dg), 128)
-    key = (kind, nb, cap, interpreting(), knobs.FIRST_CONFIG_ONLY, str(device))
+    key = LauncherKey(kind, nb, cap, interpreting(), options.first_config_only, options.checkpoint_steps,
+                      str(device))
     if key not in _TUNED:
         fn, cfg_kind, reset = _KERNELS[kind]
-        _TUNED[key] = _Launcher(fn, _configs(cfg_kind, nb, cap), reset)
+        _TUNED[key] = _Launcher(fn, _configs(cfg_kind, nb, cap, options), reset)
     return _TUNED[key]
+
+
+def tuned_launchers() -> dict[LauncherKey, _Launcher]:
+    """A copy of the launcher cache (benchmarks report the tiles the autotuner chose)."""
+    return dict(_TUNED)
 

@@ -6,7 +6,7 @@ import triton
 import triton.language as tl
 
 from ..._backend import device_guard
-from . import knobs
+from ..options import TritonScanOptions
 from ._common import (
     _LOG2E,
     _bc_args,
@@ -220,10 +220,12 @@ def _scan_bwd_kernel(
 register("bwd", _scan_bwd_kernel, "bwd", ["dB_ptr", "dC_ptr", "du_ptr"])
 
 
-def _backward(u, delta, A, B, C, D, z, delta_bias, softplus, states, dout, dlast, index=None, atomic=True):
-    """Backward launches; ``index`` / ``atomic`` as in ``_forward`` (dout and du are then (b, c, L))."""
-    batch, dim, length, dstate, groups, dg, nb, n_ckpt = _sizes(delta, A, B, C)
+def _backward(u, delta, A, B, C, D, z, delta_bias, softplus, states, dout, dlast, options: TritonScanOptions,
+              index=None):
+    """Backward launches; ``options`` and ``index`` as in ``_forward`` (dout and du are then (b, c, L))."""
+    batch, dim, length, dstate, groups, dg, nb, n_ckpt = _sizes(delta, A, B, C, options.checkpoint_steps)
     gather = index is not None
+    atomic = options.fused_atomic
     atomic_out = gather and atomic
     idx = index if gather else A
     gather_strides = _gather_strides(u, delta, groups, gather)
@@ -233,7 +235,7 @@ def _backward(u, delta, A, B, C, D, z, delta_bias, softplus, states, dout, dlast
     Ck, c_var, c_strides = _bc_args(C, groups, "C")
     dev = u.device
     f32 = torch.float32
-    n_seg, seg_ck = _segments(batch, dim, n_ckpt)
+    n_seg, seg_ck = _segments(batch, dim, n_ckpt, options.segments)
     has_z, has_d, has_bias = z is not None, D is not None, delta_bias is not None
     keys = _tuning_keys(nb, length, batch, dim)
     dtypes = (u.dtype, delta.dtype, B.dtype, C.dtype, z.dtype if has_z else None, dout.dtype)
@@ -254,21 +256,21 @@ def _backward(u, delta, A, B, C, D, z, delta_bias, softplus, states, dout, dlast
     # per-program scratch for the states before each sub-chunk: programs * (S / T) * NB * BD floats,
     # at most segments * batch * groups * (dg + BD) * NB * S / 8 for any tile the autotuner may pick
     max_bd = min(_next_pow2(dg), 128)
-    scratch = torch.empty(n_seg * batch * groups * (dg + max_bd) * nb * (knobs.CHECKPOINT_STEPS // 8), device=dev,
+    scratch = torch.empty(n_seg * batch * groups * (dg + max_bd) * nb * (options.checkpoint_steps // 8), device=dev,
                           dtype=f32)
     with device_guard(dev):
         if n_seg > 1:
             dh0 = segment_exit_grads(
                 delta, z, A, Ck, delta_bias, dout, dlast, idx, softplus=softplus, c_var=c_var, gather=gather,
                 nb=nb, groups=groups, dg=dg, n_seg=n_seg, seg_ck=seg_ck, keys=keys, dtypes=dtypes,
-                c_strides=c_strides, gather_strides=gather_strides)
+                c_strides=c_strides, gather_strides=gather_strides, options=options)
         elif dlast is not None:
             dh0 = dlast.transpose(1, 2).contiguous()  # (b, n, d) = (b, 1 segment, n, d)
         else:
             dh0 = dA  # dummy pointer: not read
         has_dh0 = n_seg > 1 or dlast is not None
         flags = _flags(has_z, has_d, has_bias, softplus, b_var, c_var, has_dh0, gather, atomic_out)
-        _launcher("bwd", nb, dg, dev)(
+        _launcher("bwd", nb, dg, dev, options)(
             lambda meta: (batch * groups * triton.cdiv(dg, meta["BD"]), n_seg), (*keys.values(), flags, *dtypes),
             # Pointers: inputs, saved states, incoming gradients, scratch
             u_ptr=u, dt_ptr=delta, z_ptr=z if has_z else u, A_ptr=A, B_ptr=Bk, C_ptr=Ck, D_ptr=D if has_d else A,
@@ -286,7 +288,7 @@ def _backward(u, delta, A, B, C, D, z, delta_bias, softplus, states, dout, dlast
             # Autotuning keys
             **keys, key_F=flags,
             # Meta-parameters
-            NB=nb, S=knobs.CHECKPOINT_STEPS,
+            NB=nb, S=options.checkpoint_steps,
             HAS_Z=has_z, HAS_D=has_d, HAS_BIAS=has_bias, SOFTPLUS=bool(softplus),
             B_VAR=b_var, C_VAR=c_var, HAS_DH0=has_dh0, GATHER=gather, ATOMIC_OUT=atomic_out,
         )

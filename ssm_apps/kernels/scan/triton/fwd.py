@@ -6,7 +6,7 @@ import triton
 import triton.language as tl
 
 from ..._backend import device_guard
-from . import knobs
+from ..options import TritonScanOptions
 from ._common import (
     _LOG2E,
     _bc_args,
@@ -116,17 +116,18 @@ def _scan_fwd_kernel(
 register("fwd", _scan_fwd_kernel, "fwd", ["out_ptr"])
 
 
-def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, save_all, save_last, out_dtype, index=None,
-             atomic=True):
+def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, save_all, save_last, out_dtype,
+             options: TritonScanOptions, index=None):
     """Forward launches. ``index`` (K, L) int32: fused pattern scan (u is then the map x (b, c, L),
     delta (b, K*c, L) and B/C (b, K, n, L) per pixel); the routes are summed into out (b, c, L)
-    by float32 atomics (``atomic``) or through a per-route (b, K*c, L) buffer."""
-    batch, dim, length, dstate, groups, dg, nb, n_ckpt = _sizes(delta, A, B, C)
+    by float32 atomics (``options.fused_atomic``) or through a per-route (b, K*c, L) buffer."""
+    batch, dim, length, dstate, groups, dg, nb, n_ckpt = _sizes(delta, A, B, C, options.checkpoint_steps)
     gather = index is not None
+    atomic = options.fused_atomic
     Bk, b_var, b_strides = _bc_args(B, groups, "B")
     Ck, c_var, c_strides = _bc_args(C, groups, "C")
     dev = u.device
-    n_seg, seg_ck = _segments(batch, dim, n_ckpt)
+    n_seg, seg_ck = _segments(batch, dim, n_ckpt, options.segments)
     if gather and atomic:  # float32 accumulator in x's memory layout
         out = torch.zeros_like(u, dtype=torch.float32)
     elif gather:  # per-route outputs in delta's memory layout
@@ -145,13 +146,13 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, save_all, save_last,
             h0 = segment_entry_states(
                 u, delta, A, Bk, delta_bias, idx, softplus=softplus, b_var=b_var, gather=gather, nb=nb,
                 groups=groups, dg=dg, n_seg=n_seg, seg_ck=seg_ck, keys=keys, dtypes=dtypes,
-                b_strides=b_strides, gather_strides=gather_strides)
+                b_strides=b_strides, gather_strides=gather_strides, options=options)
         else:
             h0 = states  # dummy pointer: not read
         atomic_out = gather and atomic
         flags = _flags(has_z, has_d, has_bias, softplus, b_var, c_var, save_all, save_last, n_seg > 1, gather,
                        atomic_out)
-        _launcher("fwd", nb, dg, dev)(
+        _launcher("fwd", nb, dg, dev, options)(
             lambda meta: (batch * groups * triton.cdiv(dg, meta["BD"]), n_seg), (*keys.values(), flags, *dtypes),
             # Pointers
             u_ptr=u, dt_ptr=delta, z_ptr=z if has_z else u, A_ptr=A, B_ptr=Bk, C_ptr=Ck,
@@ -164,7 +165,7 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, save_all, save_last,
             # Autotuning keys
             **keys, key_F=flags,
             # Meta-parameters
-            NB=nb, S=knobs.CHECKPOINT_STEPS,
+            NB=nb, S=options.checkpoint_steps,
             HAS_Z=has_z, HAS_D=has_d, HAS_BIAS=has_bias, SOFTPLUS=bool(softplus),
             B_VAR=b_var, C_VAR=c_var, SAVE_ALL=save_all, SAVE_LAST=save_last, HAS_H0=n_seg > 1,
             GATHER=gather, ATOMIC_OUT=atomic_out,

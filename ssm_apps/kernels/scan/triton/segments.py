@@ -2,7 +2,7 @@
 
 Sequence parallelism: with fewer than SEGMENT_MIN_ROWS (batch x channel) rows, the sequence is
 split into segments (whole checkpoint chunks) scanned in parallel, aiming at SEGMENT_TARGET_ROWS
-row-segments; knobs.FORCE_SEGMENTS (tests) fixes their number.
+row-segments; ``TritonScanOptions.segments`` (tests) fixes their number.
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 import triton
 import triton.language as tl
 
-from . import knobs
+from ..options import TritonScanOptions
 from ._common import (
     _LOG2E,
     _channel_vector,
@@ -219,10 +219,11 @@ def _seg_bwd_combine_kernel(
 
 
 
-def _segments(batch: int, dim: int, n_ckpt: int) -> tuple[int, int]:
-    """(segments, checkpoint chunks per segment) the sequence is split into for parallelism."""
-    if knobs.FORCE_SEGMENTS is not None:
-        n = max(1, min(knobs.FORCE_SEGMENTS, n_ckpt))
+def _segments(batch: int, dim: int, n_ckpt: int, forced: int | None = None) -> tuple[int, int]:
+    """(segments, checkpoint chunks per segment) the sequence is split into for parallelism;
+    ``forced`` (``TritonScanOptions.segments``) fixes the number, at most one per chunk."""
+    if forced is not None:
+        n = max(1, min(forced, n_ckpt))
     elif batch * dim >= SEGMENT_MIN_ROWS or n_ckpt < 2:
         n = 1
     else:
@@ -236,7 +237,7 @@ def _combine_block(nb: int) -> int:
 
 
 def segment_entry_states(u, delta, A, Bk, delta_bias, idx, *, softplus, b_var, gather, nb, groups, dg, n_seg,
-                         seg_ck, keys, dtypes, b_strides, gather_strides) -> torch.Tensor:
+                         seg_ck, keys, dtypes, b_strides, gather_strides, options: TritonScanOptions) -> torch.Tensor:
     """Forward pass 1 and its chain: the state entering each segment, (b, n_seg, n, d) float32.
 
     Arguments as prepared by ``fwd._forward`` (its launch runs under the device guard)."""
@@ -247,7 +248,7 @@ def segment_entry_states(u, delta, A, Bk, delta_bias, idx, *, softplus, b_var, g
     hend = torch.empty((batch, n_seg, dstate, dim), device=dev, dtype=torch.float32)
     dts = torch.empty((batch, n_seg, dim), device=dev, dtype=torch.float32)
     flags = _flags(has_bias, softplus, b_var, gather)
-    _launcher("fseg", nb, dg, dev)(
+    _launcher("fseg", nb, dg, dev, options)(
         lambda meta: (batch * groups * triton.cdiv(dg, meta["BD"]), n_seg - 1), (*keys.values(), flags, *dtypes),
         # Pointers
         u_ptr=u, dt_ptr=delta, A_ptr=A, B_ptr=Bk, bias_ptr=delta_bias if has_bias else u, hend_ptr=hend,
@@ -259,7 +260,7 @@ def segment_entry_states(u, delta, A, Bk, delta_bias, idx, *, softplus, b_var, g
         # Autotuning keys
         **keys, key_F=flags,
         # Meta-parameters
-        NB=nb, S=knobs.CHECKPOINT_STEPS, HAS_BIAS=has_bias, SOFTPLUS=bool(softplus), B_VAR=b_var, GATHER=gather,
+        NB=nb, S=options.checkpoint_steps, HAS_BIAS=has_bias, SOFTPLUS=bool(softplus), B_VAR=b_var, GATHER=gather,
     )
     h0 = torch.empty((batch, n_seg, dstate, dim), device=dev, dtype=torch.float32)
     cb = _combine_block(nb)
@@ -270,7 +271,7 @@ def segment_entry_states(u, delta, A, Bk, delta_bias, idx, *, softplus, b_var, g
 
 
 def segment_exit_grads(delta, z, A, Ck, delta_bias, dout, dlast, idx, *, softplus, c_var, gather, nb, groups, dg,
-                       n_seg, seg_ck, keys, dtypes, c_strides, gather_strides) -> torch.Tensor:
+                       n_seg, seg_ck, keys, dtypes, c_strides, gather_strides, options: TritonScanOptions) -> torch.Tensor:
     """Backward pass 1 and its reverse chain: dh entering each segment from its end, (b, n_seg, n, d)
     float32 (``dlast`` (b, d, n) or None seeds it after the last step).
 
@@ -283,7 +284,7 @@ def segment_exit_grads(delta, z, A, Ck, delta_bias, dout, dlast, idx, *, softplu
     dhl = torch.empty((batch, n_seg, dstate, dim), device=dev, dtype=f32)
     dtsn = torch.empty((batch, n_seg, dim), device=dev, dtype=f32)
     flags = _flags(has_z, has_bias, softplus, c_var, gather)
-    _launcher("bseg", nb, dg, dev)(
+    _launcher("bseg", nb, dg, dev, options)(
         lambda meta: (batch * groups * triton.cdiv(dg, meta["BD"]), n_seg - 1), (*keys.values(), flags, *dtypes),
         # Pointers
         dt_ptr=delta, z_ptr=z if has_z else delta, A_ptr=A, C_ptr=Ck, bias_ptr=delta_bias if has_bias else A,
@@ -295,7 +296,7 @@ def segment_exit_grads(delta, z, A, Ck, delta_bias, dout, dlast, idx, *, softplu
         # Autotuning keys
         **keys, key_F=flags,
         # Meta-parameters
-        NB=nb, S=knobs.CHECKPOINT_STEPS, HAS_Z=has_z, HAS_BIAS=has_bias, SOFTPLUS=bool(softplus), C_VAR=c_var,
+        NB=nb, S=options.checkpoint_steps, HAS_Z=has_z, HAS_BIAS=has_bias, SOFTPLUS=bool(softplus), C_VAR=c_var,
         GATHER=gather,
     )
     dh0 = torch.empty((batch, n_seg, dstate, dim), device=dev, dtype=f32)
