@@ -184,7 +184,7 @@ class CMambaConfig:
 #: Named configurations: the paper-sized one and a small one that trains in a few GPU minutes.
 CONFIGS: dict[str, CMambaConfig] = {
     "base": CMambaConfig(),
-    "small": CMambaConfig(N=64, M=160, depths=(1, 1, 1), context_channels=96, spatial_channels=32),
+    "small": CMambaConfig(N=64, M=160, depths=(0, 1, 2), context_channels=96, spatial_channels=32),
     "tiny": CMambaConfig(N=16, M=40, depths=(1, 0, 0), context_channels=16, spatial_channels=8, num_qualities=2),
 }
 
