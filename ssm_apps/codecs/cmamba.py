@@ -30,9 +30,11 @@ Choices where the paper is silent (CompressAI / MambaIC / MambaVC conventions), 
   ((h + w) even) are coded from the channel context alone (hyper features + decoded slices, a
   3-layer conv net); the non-anchors add an SSM spatial context: conv3x3 and an SS2D residual
   block over the decoded anchors of the slice (zeros elsewhere), so the SSM sees the whole
-  decoded anchor field at once (global, not causal, which the two-pass order allows). A 1x1 conv
-  net maps (channel context, spatial context) to Gaussian means and scales. Latent residual
-  prediction ``0.5 * tanh(lrp(channel-context input, y_hat slice))`` is added to every slice.
+  decoded anchor field at once (global, not causal, which the two-pass order allows). The channel
+  context net is conv3x3, GELU, conv3x3, GELU, conv1x1; a 1x1 conv net maps (channel context,
+  spatial context) to Gaussian means and scales. Latent residual prediction
+  ``0.5 * tanh(lrp(channel-context input, y_hat slice))`` (lrp: conv1x1, GELU, conv3x3) is added
+  to every slice.
 * **Rates.** ``num_qualities`` > 1 makes one variable-rate model with gain units (Cui et al.,
   CVPR 2021): a learned per-quality channel gain on y and z and inverse gains before h_s and g_s,
   initialised to ``sqrt(lambda_q / lambda_mid)`` on y (so the quantisation step starts close to its
@@ -184,7 +186,7 @@ class CMambaConfig:
 #: Named configurations: the paper-sized one and a small one that trains in a few GPU minutes.
 CONFIGS: dict[str, CMambaConfig] = {
     "base": CMambaConfig(),
-    "small": CMambaConfig(N=64, M=160, depths=(0, 1, 2), context_channels=96, spatial_channels=32),
+    "small": CMambaConfig(N=64, M=160, depths=(0, 1, 2), context_channels=64, spatial_channels=32),
     "tiny": CMambaConfig(N=16, M=40, depths=(1, 0, 0), context_channels=16, spatial_channels=8, num_qualities=2),
 }
 
@@ -255,7 +257,7 @@ class CMamba(CompressionModel):
             nn.Sequential(
                 conv(2 * M + i * S, context_channels), nn.GELU(),
                 conv(context_channels, context_channels), nn.GELU(),
-                conv(context_channels, context_channels),
+                nn.Conv2d(context_channels, context_channels, 1),
             )
             for i in range(num_slices)
         )
@@ -268,7 +270,7 @@ class CMamba(CompressionModel):
             for _ in range(num_slices)
         )
         self.lrp = nn.ModuleList(
-            nn.Sequential(conv(2 * M + (i + 1) * S, context_channels), nn.GELU(), conv(context_channels, S))
+            nn.Sequential(nn.Conv2d(2 * M + (i + 1) * S, context_channels, 1), nn.GELU(), conv(context_channels, S))
             for i in range(num_slices)
         )
         self.spatial_channels = spatial_channels
