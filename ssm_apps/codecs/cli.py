@@ -127,7 +127,7 @@ def _evaluate(args) -> int:
                     "image": path.name, "quality": q, "width": width, "height": height,
                     "bytes": file.stat().st_size, "bpp": 8 * file.stat().st_size / (height * width),
                     "psnr": float(psnr(recon, target)),
-                    "ms_ssim": float(ms_ssim(recon, target)) if min(height, width) >= MS_SSIM_MIN_SIDE else float("nan"),
+                    "ms_ssim": float(ms_ssim(recon, target)) if min(height, width) >= MS_SSIM_MIN_SIDE else None,
                     "bit_exact": bool(np.array_equal(decoded, result.reconstruction)),
                     "encode_s": encode_s, "decode_s": decode_s,
                 })
@@ -135,9 +135,11 @@ def _evaluate(args) -> int:
     averages = []
     for q in qualities:
         sel = [r for r in rows if r["quality"] == q]
-        averages.append({"quality": q, "images": len(sel), **{
-            k: float(np.nanmean([r[k] for r in sel])) for k in ("bpp", "psnr", "ms_ssim", "encode_s", "decode_s")},
-            "bit_exact": all(r["bit_exact"] for r in sel)})
+        means = {}
+        for k in ("bpp", "psnr", "ms_ssim", "encode_s", "decode_s"):
+            values = [r[k] for r in sel if r[k] is not None]
+            means[k] = float(np.mean(values)) if values else None
+        averages.append({"quality": q, "images": len(sel), **means, "bit_exact": all(r["bit_exact"] for r in sel)})
     args.out.mkdir(parents=True, exist_ok=True)
     with open(args.out / "results.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -148,7 +150,8 @@ def _evaluate(args) -> int:
     (args.out / "results.json").write_text(json.dumps(summary, indent=2))
     print(f"{'quality':>7} {'bpp':>8} {'PSNR':>8} {'MS-SSIM':>8} {'enc s':>7} {'dec s':>7} exact")
     for a in averages:
-        print(f"{a['quality']:>7} {a['bpp']:>8.4f} {a['psnr']:>8.3f} {a['ms_ssim']:>8.5f} {a['encode_s']:>7.2f} {a['decode_s']:>7.2f} {a['bit_exact']}")
+        msssim = f"{a['ms_ssim']:>8.5f}" if a["ms_ssim"] is not None else f"{'-':>8}"
+        print(f"{a['quality']:>7} {a['bpp']:>8.4f} {a['psnr']:>8.3f} {msssim} {a['encode_s']:>7.2f} {a['decode_s']:>7.2f} {a['bit_exact']}")
     print(f"results: {args.out / 'results.csv'}, {args.out / 'results.json'}")
     return 0 if all(a["bit_exact"] for a in averages) else 1
 

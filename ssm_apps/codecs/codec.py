@@ -88,7 +88,7 @@ def as_rgb(image: np.ndarray | Image.Image) -> tuple[np.ndarray, str]:
 
 
 def _to_tensor(rgb: np.ndarray, device: torch.device) -> torch.Tensor:
-    x = torch.from_numpy(rgb).permute(2, 0, 1)[None].to(device=device, dtype=torch.float32) / 255
+    x = torch.tensor(rgb).permute(2, 0, 1)[None].to(device=device, dtype=torch.float32) / 255
     height, width = rgb.shape[:2]
     pad_h, pad_w = (-height) % PAD_MULTIPLE, (-width) % PAD_MULTIPLE
     return F.pad(x, (0, pad_w, 0, pad_h), mode="replicate") if pad_h or pad_w else x
