@@ -121,7 +121,7 @@ def baseline_codec(models: dict, images, device: str, timed: int) -> tuple[list[
         x = torch.tensor(image).permute(2, 0, 1)[None].float().div(255).to(device)
         x = torch.nn.functional.pad(x, (0, (-w) % 64, 0, (-h) % 64), mode="replicate")
         for q, model in models.items():
-            with deterministic_inference():
+            with deterministic_inference(model):
                 sync(device)
                 t0 = time.perf_counter()
                 enc = model.compress(x)

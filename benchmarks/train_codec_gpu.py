@@ -237,7 +237,7 @@ def evaluate(model, job: dict, args: argparse.Namespace, device: torch.device) -
         xp = torch.nn.functional.pad(x, pad, mode="replicate")
         for q in qualities:
             row = {"image": name, "quality": q}
-            with deterministic_inference():
+            with deterministic_inference(model):
                 out = model(xp, q) if is_ours else model(xp)
                 x_hat = out["x_hat"].clamp(0, 1)[..., :h, :w]
                 row["bpp_est"] = float(bpp_from_likelihoods(out["likelihoods"], h * w))

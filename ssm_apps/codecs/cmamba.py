@@ -45,12 +45,14 @@ Choices where the paper is silent (CompressAI / MambaIC / MambaVC conventions), 
   and passes go into one rANS stream. ``compress`` computes every entropy parameter from the same
   dequantised values, with the same ops and shapes, as ``decompress`` will (z_hat is re-decoded
   from its string), which makes decoding bit-exact on the same device and dtype when run under
-  :func:`deterministic_inference`.
+  :func:`deterministic_inference` (which also switches the SSMs to the PyTorch scan: the fused
+  Triton scan adds its four routes with float atomics, in an order that varies).
 """
 from __future__ import annotations
 
 import contextlib
 import math
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -65,6 +67,10 @@ from torch import nn
 
 from ..layers import SS2D
 from ..layers.ss2d import LayerNorm2d
+
+# cuBLAS is deterministic under torch.use_deterministic_algorithms only with a fixed workspace
+# configuration, read when CUDA starts: set it before that unless the user chose one.
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 SCALES_MIN, SCALES_MAX, SCALES_LEVELS = 0.11, 256.0, 64
 #: MSE presets, quality 1..6 (CompressAI's zoo lambdas).
@@ -87,22 +93,37 @@ def deconv(cin: int, cout: int, kernel: int = 3, stride: int = 2) -> nn.ConvTran
     return nn.ConvTranspose2d(cin, cout, kernel, stride=stride, padding=kernel // 2, output_padding=stride - 1)
 
 
+#: Selective-scan backend while coding: the fused Triton kernel sums its four routes with float
+#: atomics (an order that varies from run to run); the PyTorch chain gives the same bits every time.
+DETERMINISTIC_SCAN_BACKEND = "torch"
+
+
 @contextlib.contextmanager
-def deterministic_inference() -> Iterator[None]:
-    """cuDNN deterministic, no benchmark autotuning, no TF32: the same ops give the same bits in
-    the encoder and the decoder. Restores the previous settings afterwards."""
+def deterministic_inference(model: nn.Module | None = None) -> Iterator[None]:
+    """No grad, deterministic algorithms (cuDNN, CUDA cumsum), no autotuning, no TF32 and, for every SS2D of
+    ``model``, the deterministic scan backend: the same ops give the same bits in the encoder and
+    the decoder. Restores the previous settings afterwards."""
     saved = (
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark,
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32,
     )
+    saved_algorithms = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+    torch.use_deterministic_algorithms(True, warn_only=True)  # e.g. CUDA cumsum in the PyTorch scan
+    scans = [m for m in model.modules() if isinstance(m, SS2D)] if model is not None else []
+    backends = [m.scan_backend for m in scans]
     torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    for m in scans:
+        m.scan_backend = DETERMINISTIC_SCAN_BACKEND
     try:
         with torch.no_grad():
             yield
     finally:
         (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark,
          torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) = saved
+        torch.use_deterministic_algorithms(saved_algorithms[0], warn_only=saved_algorithms[1])
+        for m, backend in zip(scans, backends):
+            m.scan_backend = backend
 
 
 class CASSMBlock(nn.Module):

@@ -133,7 +133,7 @@ def encode(model: CMamba, image: np.ndarray | Image.Image, quality: int | None =
     quality = model.num_qualities if quality is None else int(quality)
     model.quality_index(quality, 1, torch.device("cpu"))  # range check with a clear error
     height, width = rgb.shape[:2]
-    with deterministic_inference():
+    with deterministic_inference(model):
         out = model.compress(_to_tensor(rgb, _model_device(model)), quality=quality)
         reconstruction = _to_uint8(model.synthesize(out["y_hat"], quality), height, width)
     header = Header(model_id(model), weights_hash(model), quality, height, width, colour_mode)
@@ -170,7 +170,7 @@ def decompress(data: bytes, model: CMamba) -> np.ndarray:
         raise BitstreamError(f"the file's quality {header.quality} is not one of the model's 1..{model.num_qualities}")
     z_shape = (-(-header.height // PAD_MULTIPLE), -(-header.width // PAD_MULTIPLE))
     z_string, y_string = payloads
-    with deterministic_inference():
+    with deterministic_inference(model):
         try:
             out = model.decompress([[y_string], [z_string]], z_shape, quality=header.quality)
         except (RuntimeError, ValueError) as err:

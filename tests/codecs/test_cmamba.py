@@ -86,7 +86,7 @@ def test_compress_decompress_bit_exact(tiny):
         decoded = codec.decompress(result.data, tiny)
         assert decoded.shape == (70, 45, 3) and decoded.dtype == np.uint8
         np.testing.assert_array_equal(decoded, result.reconstruction)
-        with deterministic_inference():
+        with deterministic_inference(tiny):
             x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
             x = torch.nn.functional.pad(x, (0, 19, 0, 58), mode="replicate")
             comp = tiny.compress(x, quality)
