@@ -29,8 +29,8 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from ssm_apps.codecs.data import image_files  # noqa: E402
-from ssm_apps.codecs.metrics import MS_SSIM_MIN_SIDE, bd_rate, ms_ssim, psnr  # noqa: E402
+from ssm_apps.codecs.data import image_files
+from ssm_apps.codecs.metrics import MS_SSIM_MIN_SIDE, bd_rate, ms_ssim, psnr
 
 KODAK = REPO.parent / "shared" / "data" / "images" / "kodak"
 JPEG_QUALITIES = [5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95]
@@ -228,7 +228,11 @@ def main(argv: list[str] | None = None) -> int:
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     device_names = {"cpu": "cpu", **({"cuda": torch.cuda.get_device_name(0)} if torch.cuda.is_available() else {})}
 
-    from ssm_apps.codecs.pretrained import DEFAULT_MODEL_ID, load_weights_file, shipped_models
+    from ssm_apps.codecs.pretrained import (
+        DEFAULT_MODEL_ID,
+        load_weights_file,
+        shipped_models,
+    )
 
     weights = args.weights or shipped_models().get(DEFAULT_MODEL_ID)
     bit_exact = True

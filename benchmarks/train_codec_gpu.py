@@ -41,11 +41,21 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from ssm_apps.codecs.cmamba import CONFIGS, MSE_LAMBDAS, create_cmamba, deterministic_inference  # noqa: E402
-from ssm_apps.codecs.data import image_files, load_rgb  # noqa: E402
-from ssm_apps.codecs.losses import RateDistortionLoss  # noqa: E402
-from ssm_apps.codecs.metrics import MS_SSIM_MIN_SIDE, bpp_from_likelihoods, ms_ssim, psnr  # noqa: E402
-from ssm_apps.codecs.task import sample_qualities, split_parameters  # noqa: E402
+from ssm_apps.codecs.cmamba import (
+    CONFIGS,
+    MSE_LAMBDAS,
+    create_cmamba,
+    deterministic_inference,
+)
+from ssm_apps.codecs.data import image_files, load_rgb
+from ssm_apps.codecs.losses import RateDistortionLoss
+from ssm_apps.codecs.metrics import (
+    MS_SSIM_MIN_SIDE,
+    bpp_from_likelihoods,
+    ms_ssim,
+    psnr,
+)
+from ssm_apps.codecs.task import sample_qualities, split_parameters
 
 SHARED = REPO.parent / "shared" / "data" / "images"
 
@@ -290,7 +300,7 @@ def run_job(job: dict, args: argparse.Namespace) -> None:
         trained = train(job, args, device)
         model = trained.pop("model")
         result = {**job, **trained, "kodak": evaluate(model, job, args, device), "wall_s": time.perf_counter() - t0}
-    except Exception as err:  # reported in the JSON and the table; the run exits non-zero
+    except Exception as err:  # noqa: BLE001  (reported in the JSON and the table; the run exits non-zero)
         result = {**job, "error": f"{type(err).__name__}: {err}", "wall_s": time.perf_counter() - t0}
     (args.out / f"job_{job['name']}.json").write_text(json.dumps(result, indent=1))
 
@@ -337,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         for a in r["kodak"]["averages"]:
             print(f"{r['name']:<20} {r['train_state']['steps']:>7} {a['quality']:>3} {a['bpp_est']:>8.4f} {a['psnr_est']:>9.3f} "
-                  f"{a.get('bpp', float('nan')):>9.4f} {a.get('psnr', float('nan')):>7.3f} {str(a.get('bit_exact', '-')):>6}")
+                  f"{a.get('bpp', float('nan')):>9.4f} {a.get('psnr', float('nan')):>7.3f} {a.get('bit_exact', '-')!s:>6}")
             failed |= a.get("bit_exact") is False
     print(f"results: {args.out / 'train_codec.json'}")
     return 1 if failed else 0

@@ -17,7 +17,27 @@ _EXPORTS = {
     "ImageCompressionTask": "task", "ImageCompressionDataModule": "data",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "CONFIGS",
+    "MSE_LAMBDAS",
+    "MS_SSIM_LAMBDAS",
+    "BitstreamError",
+    "CMamba",
+    "CMambaConfig",
+    "Header",
+    "ImageCompressionDataModule",
+    "ImageCompressionTask",
+    "RateDistortionLoss",
+    "available_qualities",
+    "compress",
+    "create_cmamba",
+    "decompress",
+    "deterministic_inference",
+    "encode",
+    "load_pretrained",
+    "read_image",
+    "write_image",
+]
 
 
 def __getattr__(name: str):

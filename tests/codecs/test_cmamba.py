@@ -6,7 +6,13 @@ import pytest
 import torch
 
 from ssm_apps.codecs import codec
-from ssm_apps.codecs.cmamba import CASSMBlock, CMamba, checkerboard_mask, create_cmamba, deterministic_inference
+from ssm_apps.codecs.cmamba import (
+    CASSMBlock,
+    CMamba,
+    checkerboard_mask,
+    create_cmamba,
+    deterministic_inference,
+)
 from ssm_apps.codecs.container import BitstreamError
 
 

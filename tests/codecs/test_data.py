@@ -6,7 +6,12 @@ import pytest
 import torch
 from PIL import Image
 
-from ssm_apps.codecs.data import EvalImageDataset, ImageCompressionDataModule, RandomCropDataset, image_files
+from ssm_apps.codecs.data import (
+    EvalImageDataset,
+    ImageCompressionDataModule,
+    RandomCropDataset,
+    image_files,
+)
 from tests.helpers import shared_path
 
 
@@ -37,9 +42,8 @@ def test_bad_images_give_clear_errors(tmp_path):
     _save(tmp_path / "small.png", 20, 300)
     with pytest.raises(ValueError, match=r"small.png is 300x20, smaller than the 256x256 crop"):
         RandomCropDataset(image_files([tmp_path]), 256)
-    with pytest.warns(UserWarning, match="small.png"):
-        with pytest.raises(ValueError, match="no training image"):
-            RandomCropDataset(image_files([tmp_path]), 256, skip_small=True)
+    with pytest.warns(UserWarning, match="small.png"), pytest.raises(ValueError, match="no training image"):
+        RandomCropDataset(image_files([tmp_path]), 256, skip_small=True)
     (tmp_path / "broken.png").write_bytes(b"not a png")
     with pytest.raises(ValueError, match="cannot read image .*broken.png"):
         RandomCropDataset(image_files([tmp_path]), 16)
