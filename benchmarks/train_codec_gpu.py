@@ -66,7 +66,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--resume", type=Path, help="folder of a previous run's model files")
     p.add_argument("--device", default="cuda")
     p.add_argument("--train-seconds", type=float, default=330.0, help="training wall time per model")
-    p.add_argument("--config", default="small", choices=sorted(CONFIGS))
+    p.add_argument("--config", choices=sorted(CONFIGS), help="CMamba configuration (default small; --quick: tiny)")
     p.add_argument("--baseline-qualities", type=int, nargs="*", default=[1, 2, 3, 4])
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--crop", type=int, default=256)
@@ -82,8 +82,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="CPU smoke test: tiny model, seconds of training, 2 small images")
     args = p.parse_args(argv)
+    args.config = args.config or ("tiny" if args.quick else "small")
     if args.quick:
-        args.config, args.train_seconds, args.batch_size, args.crop = "tiny", min(args.train_seconds, 8.0), 2, 64
+        args.train_seconds, args.batch_size, args.crop = min(args.train_seconds, 8.0), 2, 64
         args.eval_images, args.coded_images, args.eval_crop, args.sequential = 2, 1, 128, True
         args.baseline_qualities = args.baseline_qualities[:1]
     return args
@@ -293,7 +294,7 @@ def evaluate(model, job: dict, args: argparse.Namespace, device: torch.device) -
 
 def run_job(job: dict, args: argparse.Namespace) -> None:
     warnings.filterwarnings("ignore")
-    torch.set_num_threads(2)
+    torch.set_num_threads(2 if args.device.startswith("cuda") else 1)
     device = torch.device(args.device)
     t0 = time.perf_counter()
     try:
