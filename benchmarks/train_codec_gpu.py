@@ -65,7 +65,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "codec_train")
     p.add_argument("--resume", type=Path, help="folder of a previous run's model files")
     p.add_argument("--device", default="cuda")
-    p.add_argument("--train-seconds", type=float, default=330.0, help="training wall time per model")
+    p.add_argument("--train-seconds", type=float, default=300.0, help="training wall time per model")
     p.add_argument("--config", choices=sorted(CONFIGS), help="CMamba configuration (default small; --quick: tiny)")
     p.add_argument("--baseline-qualities", type=int, nargs="*", default=[1, 2, 3, 4])
     p.add_argument("--batch-size", type=int, default=16)
@@ -180,7 +180,8 @@ def train(job: dict, args: argparse.Namespace, device: torch.device) -> dict:
     optimizer = torch.optim.Adam(main_params, lr=args.lr)
     aux_optimizer = torch.optim.Adam(aux_params, lr=args.aux_lr)
     criterion = RateDistortionLoss("mse")
-    gen = torch.Generator(device=device).manual_seed(args.seed * 1000 + job.get("quality", 0) + state["steps"])
+    # crop positions on the host (plain ints, no device sync); flips and qualities follow from them
+    gen = torch.Generator().manual_seed(args.seed * 1000 + job.get("quality", 0) + state["steps"])
     is_ours = job["arch"] == "cmamba"
     qualities = list(range(1, model.num_qualities + 1)) if is_ours else None
     lambdas = torch.tensor(MSE_LAMBDAS[-model.num_qualities:], device=device) if is_ours else None
