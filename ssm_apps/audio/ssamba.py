@@ -194,7 +194,7 @@ class SSAMBA(nn.Module):
         self.pos_embed = nn.Parameter(torch.zeros(1, self.num_prefix_tokens + self.num_patches, embed_dim))
         self.pos_drop = nn.Dropout(drop_rate)
         norm_layer = _norm_layer(norm, norm_eps)
-        rates = [0.0] + torch.linspace(0, drop_path_rate, depth).tolist()
+        rates = [0.0] + torch.linspace(0, drop_path_rate, depth, device="cpu").tolist()
         self.layers = nn.ModuleList(
             VimBlock(embed_dim, norm_layer, rates[i], d_state, d_conv, expand, scan_backend) for i in range(depth))
         self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
