@@ -8,6 +8,7 @@ as ``(fbank - mean) / (2 * std)``.
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 import torch
@@ -69,8 +70,6 @@ def to_mono_16k(waveform: torch.Tensor, sample_rate: int) -> torch.Tensor:
     Returns:
         (samples_16k,) float32.
     """
-    import torchaudio
-
     if waveform.dim() == 2:
         waveform = waveform.mean(dim=0)
     elif waveform.dim() != 1:
@@ -79,8 +78,17 @@ def to_mono_16k(waveform: torch.Tensor, sample_rate: int) -> torch.Tensor:
         raise ValueError(f"argument 'sample_rate' must be positive; got {sample_rate}")
     waveform = waveform.float()
     if sample_rate != SAMPLE_RATE:
-        waveform = torchaudio.functional.resample(waveform, sample_rate, SAMPLE_RATE)
+        waveform = _resampler(sample_rate)(waveform)
     return waveform
+
+
+@lru_cache(maxsize=8)
+def _resampler(sample_rate: int) -> torch.nn.Module:
+    """``torchaudio.transforms.Resample`` to 16 kHz with the defaults of ``torchaudio.functional.resample``
+    (the same kernel, built once per input rate)."""
+    import torchaudio
+
+    return torchaudio.transforms.Resample(sample_rate, SAMPLE_RATE)
 
 
 def fbank_features(

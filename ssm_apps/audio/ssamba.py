@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..convert import ConversionError, apply_rules, finish_conversion, unwrap_checkpoint
+from ..convert import ConversionError, ConvertedStateDict, apply_rules, finish_conversion, unwrap_checkpoint
 from ..layers import BiMamba
 from .masking import check_num_masked, draw_masks
 
@@ -386,15 +386,55 @@ class SSAMBA(nn.Module):
                 raise ConversionError(f"SSAMBA: checkpoint input size {(p_fdim, p_tdim)} differs from input_fdim/"
                                       f"input_tdim {(kwargs['input_fdim'], kwargs['input_tdim'])}")
         model = cls(pretrain_heads=pretrain_stage, **kwargs)
-        rules = OFFICIAL_ENCODER_RULES + (OFFICIAL_PRETRAIN_RULES if pretrain_stage else OFFICIAL_PRETRAIN_DROP_RULES)
-        mapped, unmatched, origins, dropped = apply_rules(sd, rules + OFFICIAL_HEAD_RULES)
-        fill: list[str] = []
         if from_pretraining and not pretrain_stage:
-            mapped = adapt_pretrained_encoder(mapped, src_grid, model)
-            fill = [r"head\."]
-        converted = finish_conversion(mapped, model, "SSAMBA", unmatched, origins, fill_missing=fill, dropped=dropped)
+            converted = load_pretrained_encoder(model, sd)
+        else:
+            rules = OFFICIAL_ENCODER_RULES + (OFFICIAL_PRETRAIN_RULES if pretrain_stage else OFFICIAL_PRETRAIN_DROP_RULES)
+            mapped, unmatched, origins, dropped = apply_rules(sd, rules + OFFICIAL_HEAD_RULES)
+            converted = finish_conversion(mapped, model, "SSAMBA", unmatched, origins, dropped=dropped)
         model.load_state_dict(converted, strict=True)
         return model
+
+
+def load_pretrained_encoder(model: "SSAMBA", checkpoint: Mapping[str, Any]) -> ConvertedStateDict:
+    """Encoder weights of a pretraining checkpoint converted for ``model`` (any stride / input length).
+
+    Accepts an official SSAMBA pretraining checkpoint (``module.*`` keys with ``p_input_fdim``), our
+    Lightning checkpoint of :class:`~ssm_apps.audio.AudioPretrainTask` (``model.*`` keys) or a bare
+    SSAMBA state dict. As the official fine-tuning constructor: encoder tensors copied, patch embedding
+    reused with the new stride (summed over input channels), position embedding cropped / interpolated
+    from the pretraining grid (:func:`resize_pos_embed`), pretraining heads and mask embedding dropped,
+    the classification head left as ``model`` initialised it (reported in ``.filled``).
+
+    Args:
+        model: the model to load into.
+        checkpoint: the checkpoint (a dict of tensors, or a dict holding one under ``state_dict``).
+
+    Returns:
+        A :class:`~ssm_apps.convert.ConvertedStateDict` for ``model.load_state_dict(..., strict=True)``.
+    """
+    sd = unwrap_checkpoint(checkpoint)
+    if "p_input_fdim" in sd:
+        rules = OFFICIAL_ENCODER_RULES + OFFICIAL_PRETRAIN_DROP_RULES + OFFICIAL_HEAD_RULES
+        mapped, unmatched, origins, dropped = apply_rules(sd, rules)
+        patch = tuple(sd["v.patch_embed.proj.weight"].shape[2:])
+        src_grid = patch_grid(int(sd["p_input_fdim"]), int(sd["p_input_tdim"]), patch, patch)
+    else:
+        rules = [(r"(model\.)?(mpc_head\.|mpg_head\.|mask_embed$|head\.)", None), (r"model\.", ""), (r"", "")]
+        mapped, unmatched, origins, dropped = apply_rules(sd, rules)
+        if "patch_embed.weight" not in mapped or "pos_embed" not in mapped:
+            raise ConversionError("SSAMBA: the checkpoint holds no 'patch_embed.weight' / 'pos_embed'")
+        patch = tuple(mapped["patch_embed.weight"].shape[2:])
+        f_dim = patch_grid(model.input_fdim, patch[1], patch, patch)[0]
+        n = mapped["pos_embed"].shape[1] - model.num_prefix_tokens
+        if n % f_dim:
+            raise ConversionError(f"SSAMBA: a pretraining position embedding of {n} patches does not fit "
+                                  f"{f_dim} frequency rows")
+        src_grid = (f_dim, n // f_dim)
+    if patch != model.patch_size:
+        raise ConversionError(f"SSAMBA: the checkpoint's patch shape {patch} differs from the model's {model.patch_size}")
+    mapped = adapt_pretrained_encoder(mapped, src_grid, model)
+    return finish_conversion(mapped, model, "SSAMBA", unmatched, origins, fill_missing=[r"head\."], dropped=dropped)
 
 
 def adapt_pretrained_encoder(state_dict: Mapping[str, torch.Tensor], src_grid: tuple[int, int],
@@ -415,8 +455,6 @@ def adapt_pretrained_encoder(state_dict: Mapping[str, torch.Tensor], src_grid: t
     """
     out = {k: v for k, v in state_dict.items()
            if not k.startswith(("mpc_head.", "mpg_head.", "mask_embed", "head."))}
-    if "pos_embed" not in out or "patch_embed.weight" not in out:
-        raise ConversionError("SSAMBA: the pretraining state dict lacks 'pos_embed' or 'patch_embed.weight'")
     out["patch_embed.weight"] = out["patch_embed.weight"].sum(dim=1, keepdim=True)
     out["pos_embed"] = resize_pos_embed(out["pos_embed"], src_grid, model.grid, model.num_prefix_tokens)
     return out
