@@ -227,7 +227,7 @@ def train(job: dict, args: argparse.Namespace, device: torch.device) -> dict:
         torch.save(payload, path)
         model.codec_id = job["name"]
     else:
-        model.update(force=True)
+        model.update(force=True, update_quantiles=True)
         save_baseline(model, path, job, state)
     return {"model": model, "steps_this_run": steps, "train_seconds_this_run": train_seconds, "train_state": state,
             "loss_log": losses, "file": str(path), "file_bytes": path.stat().st_size,

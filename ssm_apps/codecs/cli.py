@@ -158,6 +158,7 @@ def _evaluate(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
+    warnings.filterwarnings("ignore", category=FutureWarning, module="torch.jit")  # compressai's import
     from .container import BitstreamError
 
     commands = {"compress": _compress, "decompress": _decompress, "eval": _evaluate}

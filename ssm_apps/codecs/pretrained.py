@@ -38,7 +38,7 @@ def export_weights(model: CMamba, path: str | Path, model_id: str, config: dict,
             for name, tensor in model.state_dict().items():
                 if tensor.is_floating_point() and not _keep_exact(name):
                     tensor.copy_(tensor.half().float())
-    model.update(force=True)
+    model.update(force=True, update_quantiles=True)  # quantiles fitted to the learned densities
     state = {
         k: (v.half() if half and v.is_floating_point() and not _keep_exact(k) else v).detach().cpu().clone()
         for k, v in model.state_dict().items()

@@ -79,7 +79,7 @@ def test_cli_round_trip_on_kodak_crop(trained, tmp_path, capsys):
     assert out.read_bytes() == reference.data
     np.testing.assert_array_equal(decoded, reference.reconstruction)  # bit-exact vs the encoder's reconstruction
     with deterministic_inference(model):
-        x = torch.from_numpy(crop).permute(2, 0, 1)[None].float() / 255
+        x = torch.tensor(crop).permute(2, 0, 1)[None].float() / 255
         estimate = float(bpp_from_likelihoods(model(x, 2)["likelihoods"], 256 * 256))
     file_bpp = 8 * out.stat().st_size / (256 * 256)
     assert abs(file_bpp - estimate) / estimate < 0.10, (file_bpp, estimate)
