@@ -23,7 +23,9 @@ from tests.helpers import REPO
 from ssm_apps.cli import SSMAppsCLI
 from ssm_apps.vision.data import ImageClassificationDataModule
 from ssm_apps.vision.prediction_writer import TopKPredictionWriter
-from ssm_apps.vision.task import ClassificationTask, param_groups_weight_decay, warmup_cosine_lr
+from ssm_apps.training.optim import param_groups_weight_decay
+from ssm_apps.training.schedules import warmup_cosine_lr
+from ssm_apps.vision.task import ClassificationTask
 
 EVM_CONFIG = str(REPO / "configs" / "vision" / "efficientvmamba_tiny_digits.yaml")
 VM_CONFIG = str(REPO / "configs" / "vision" / "vmamba_reduced_digits.yaml")
