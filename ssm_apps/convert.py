@@ -37,6 +37,7 @@ from torch import nn
 __all__ = [
     "ConversionError",
     "ConvertedStateDict",
+    "IDENTITY_RULES",
     "Rule",
     "apply_rules",
     "convert_checkpoint",
@@ -48,6 +49,7 @@ Replacement = str | Callable[[re.Match], str | None] | None
 Rule = tuple[str, Replacement]
 
 CHECKPOINT_KEYS = ("state_dict_ema", "model_ema", "state_dict", "model")
+IDENTITY_RULES: tuple[Rule, ...] = ((r"", ""),)  # keys already equal to the model's: keep every key
 
 
 class ConversionError(ValueError):

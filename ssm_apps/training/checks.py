@@ -5,15 +5,19 @@ given, in one format::
 
     TimeSeriesDataModule: 'batch_size' must be an integer >= 1; got 0
 
-The checks return the value they were given, so they can be used inline.
+The checks return the value they were given, so they can be used inline. :func:`check_finite_output`
+is the models' opt-in NaN/Inf check (raises ``FloatingPointError`` naming the batch sample).
 """
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import torch
+
 __all__ = [
     "check_choice",
+    "check_finite_output",
     "check_fraction",
     "check_int",
     "check_interval",
@@ -100,3 +104,14 @@ def check_range_pair(owner: str, name: str, pair: Any) -> Any:
     if not ok:
         raise ValueError(f"{owner}: {name!r} must be a range (low, high) with 0 < low <= high; got {pair}")
     return pair
+
+
+def check_finite_output(name: str, out: torch.Tensor, what: str = "output") -> torch.Tensor:
+    """Raise ``FloatingPointError`` naming the first batch sample whose ``out`` has a NaN or Inf
+    (synchronises the device: opt-in only)."""
+    bad = ~torch.isfinite(out.detach()).flatten(1).all(dim=1)
+    if bool(bad.any()):
+        first = int(bad.nonzero()[0, 0])
+        raise FloatingPointError(f"{name}: the {what} of batch sample {first} has NaN or Inf values "
+                                 f"({int(bad.sum())} of {len(bad)} samples affected)")
+    return out
