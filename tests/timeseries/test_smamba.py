@@ -1,10 +1,13 @@
 """S-Mamba: parity with the official model, converter behaviour, input checks."""
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
 from tests.helpers import load_fixture
+from ssm_apps.convert import ConversionError
 from ssm_apps.timeseries import SMamba
 
 
@@ -17,14 +20,40 @@ def test_smamba_matches_official_fixture():
     torch.testing.assert_close(out, fx["outputs"]["forecast"], rtol=0, atol=1e-5)
 
 
-def test_converter_ignores_exactly_the_unused_official_modules():
+def test_converter_maps_every_key_onto_the_model_and_drops_only_the_unused_modules():
     fx = load_fixture("smamba_etth1_public.pt")
-    converted = SMamba.convert_official_state_dict(fx["state_dict"])
-    dropped = set(fx["state_dict"]) - {k for k in fx["state_dict"] if not any(f".{m}." in k for m in ("man", "man2", "a"))}
-    assert len(converted) == len(fx["state_dict"]) - len(dropped)
-    assert all(".man." in k or ".man2." in k or ".a." in k for k in dropped)
-    with pytest.raises(KeyError, match="unexpected official key 'encoder.extra.weight'"):
-        SMamba.convert_official_state_dict({**fx["state_dict"], "encoder.extra.weight": torch.zeros(1)})
+    official = fx["state_dict"]
+    model = SMamba.from_official(fx["kwargs"], official)
+    converted = SMamba.convert_official_state_dict(official, model)
+    assert set(converted) == set(model.state_dict())  # nothing missing, nothing extra
+    # renamed keys carry the official tensors
+    renames = {
+        "embedding.weight": "enc_embedding.value_embedding.weight",
+        "layers.0.mixer.fwd.in_proj.weight": "encoder.attn_layers.0.attention.in_proj.weight",
+        "layers.1.mixer.bwd.A_log": "encoder.attn_layers.1.attention_r.A_log",
+        "layers.0.norm2.bias": "encoder.attn_layers.0.norm2.bias",
+        "norm.weight": "encoder.norm.weight",
+        "projector.bias": "projector.bias",
+    }
+    for ours, theirs in renames.items():
+        assert converted[ours] is official[theirs], ours
+    # what is dropped: exactly the official man / man2 / a modules, and nothing of the model comes from them
+    assert set(converted.dropped) == {k for k in official if re.match(r"encoder\.attn_layers\.\d+\.(man|man2|a)\.", k)}
+    assert converted.dropped and len(converted) + len(converted.dropped) == len(official)
+    with pytest.raises(ConversionError, match=r"keys no conversion rule knows: \['encoder.extra.weight'\]"):
+        SMamba.convert_official_state_dict({**official, "encoder.extra.weight": torch.zeros(1)})
+    with pytest.raises(ConversionError, match=r"model keys missing from the checkpoint: \['norm.bias'\]"):
+        SMamba.convert_official_state_dict({k: v for k, v in official.items() if k != "encoder.norm.bias"}, model)
+
+
+def test_check_finite_names_the_sample():
+    torch.manual_seed(0)
+    model = SMamba(lookback=8, horizon=4, d_model=8, d_ff=8, e_layers=1, check_finite=True).eval()
+    x = torch.randn(3, 8, 2)
+    assert model(x).shape == (3, 4, 2)
+    x[1, 3, 0] = float("nan")
+    with pytest.raises(FloatingPointError, match="SMamba: the forecast of batch sample 1 has NaN or Inf values"):
+        model(x)
 
 
 def test_smamba_time_marks_change_the_forecast_and_bad_shapes_raise():
