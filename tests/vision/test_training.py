@@ -404,6 +404,29 @@ def test_mixup_soft_targets_and_ema_and_deferred_classes(tmp_path, one_thread):
         task.training_step((torch.randn(3, 3, 32, 32), torch.tensor([0, 1, 2])), 0)
 
 
+def test_mixup_loss_is_the_soft_target_cross_entropy_of_the_mixed_batch(one_thread):
+    import torch.nn.functional as F
+
+    task = ClassificationTask(**TINY, num_classes=6, mixup_alpha=0.8, label_smoothing=0.1).train()
+    torch.manual_seed(0)
+    x, y = torch.randn(4, 3, 32, 32), torch.tensor([0, 3, 5, 1])
+    np.random.seed(123)
+    loss = task.training_step((x.clone(), y), 0)
+    # by hand: timm draws "apply?" (prob 1), then lam ~ Beta(0.8, 0.8); batch mode mixes with the flipped batch
+    np.random.seed(123)
+    np.random.rand()
+    lam = float(np.random.beta(0.8, 0.8))
+    assert 0.0 < lam < 1.0
+    mixed = lam * x + (1 - lam) * x.flip(0)
+    off = 0.1 / 6
+    hot = torch.full((4, 6), off)
+    hot[torch.arange(4), y] = 1 - 0.1 + off
+    soft = lam * hot + (1 - lam) * hot.flip(0)
+    with torch.no_grad():
+        want = -(soft * F.log_softmax(task.model(mixed).float(), dim=-1)).sum(-1).mean()
+    torch.testing.assert_close(loss.detach(), want, rtol=1e-5, atol=1e-6)
+
+
 def test_pretrained_file_starts_from_a_checkpoint(tmp_path, one_thread):
     source = _task(num_classes=10).model
     torch.save(source.state_dict(), tmp_path / "backbone.pth")
