@@ -216,7 +216,8 @@ def finish_conversion(
         else:
             missing.append(k)
     if missing:
-        problems.append(f"model keys missing from the checkpoint: {missing[:20]}" + (" ..." if len(missing) > 20 else ""))
+        more = " ..." if len(missing) > 20 else ""
+        problems.append(f"model keys missing from the checkpoint: {missing[:20]}{more}")
     if problems:
         raise ConversionError(f"{family} checkpoint does not fit the model: " + "; ".join(problems))
     return ConvertedStateDict(out, ignored=ignored, filled=filled, dropped=dropped)

@@ -68,7 +68,8 @@ class Mamba(nn.Module):
         return self.out_proj(ssm_forward(x, z, p, self.scan_backend).transpose(1, 2))
 
     @classmethod
-    def from_official(cls, official_kwargs: Mapping[str, Any], official_state_dict: Mapping[str, torch.Tensor]) -> "Mamba":
+    def from_official(cls, official_kwargs: Mapping[str, Any],
+                      official_state_dict: Mapping[str, torch.Tensor]) -> Mamba:
         """Build from mamba_ssm ``Mamba(**official_kwargs)`` arguments and load its state_dict through
         ``ssm_apps.convert.convert_checkpoint`` (the keys are the same: every key kept; any missing,
         extra or mis-shaped key raises ``ConversionError``). Ignored official kwargs: use_fast_path,

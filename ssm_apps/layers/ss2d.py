@@ -59,7 +59,7 @@ FUSED_PATTERNS = {2: FUSED_PATTERNS_2D, 3: FUSED_PATTERNS_3D}
 
 
 def init_dt_A_D(
-    module: "SS2D",
+    module: SS2D,
     dt_min: float = 0.001,
     dt_max: float = 0.1,
     dt_init: str = "random",

@@ -16,9 +16,9 @@ import pandas as pd
 import pytest
 import torch
 
-from tests.helpers import REPO, shared_path
 from ssm_apps.cli import SSMAppsCLI
 from ssm_apps.timeseries import ForecastingTask, SMamba
+from tests.helpers import REPO, shared_path
 
 CONFIG = str(REPO / "configs" / "timeseries" / "smamba_etth1.yaml")
 FAST = [

@@ -6,9 +6,9 @@ import re
 import pytest
 import torch
 
-from tests.helpers import load_fixture
 from ssm_apps.convert import ConversionError
 from ssm_apps.timeseries import SMamba
+from tests.helpers import load_fixture
 
 
 def test_smamba_matches_official_fixture():

@@ -9,10 +9,10 @@ import torch
 from timm.models._features import FeatureGetterNet
 
 import ssm_apps.vision  # noqa: F401  (registers the timm models)
-from tests.helpers import load_fixture
 from ssm_apps.vision import EfficientVMamba, VMamba
 from ssm_apps.vision.efficientvmamba import efficientvmamba_kwargs_from_official
 from ssm_apps.vision.vmamba import vmamba_kwargs_from_official
+from tests.helpers import load_fixture
 
 ATOL = 1e-5  # float32 summation-order differences measured ~3e-6 at most
 

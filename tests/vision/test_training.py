@@ -19,13 +19,13 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.helpers import REPO
 from ssm_apps.cli import SSMAppsCLI
-from ssm_apps.vision.data import ImageClassificationDataModule
-from ssm_apps.vision.prediction_writer import TopKPredictionWriter
 from ssm_apps.training.optim import param_groups_weight_decay
 from ssm_apps.training.schedules import warmup_cosine_lr
+from ssm_apps.vision.data import ImageClassificationDataModule
+from ssm_apps.vision.prediction_writer import TopKPredictionWriter
 from ssm_apps.vision.task import ClassificationTask
+from tests.helpers import REPO
 
 EVM_CONFIG = str(REPO / "configs" / "vision" / "efficientvmamba_tiny_digits.yaml")
 VM_CONFIG = str(REPO / "configs" / "vision" / "vmamba_reduced_digits.yaml")
@@ -131,7 +131,7 @@ def test_image_folder_class_mapping_and_batches(tmp_path):
     # explicit classes fix the label order
     dm2 = _dm(source="folder", root=str(root), classes=["zebra", "dog", "cat"])
     dm2.setup("fit")
-    assert {dm2.classes[l] for p, l in dm2.datasets["train"].samples if p.parent.name == "cat"} == {"cat"}
+    assert {dm2.classes[lab] for p, lab in dm2.datasets["train"].samples if p.parent.name == "cat"} == {"cat"}
     assert dm2.datasets["train"].samples[0][1] == 2  # cat is class 2
 
 
@@ -206,7 +206,7 @@ def test_csv_source_relative_paths_and_numeric_labels(tmp_path):
     dm = _dm(source="csv", train_csv=str(train), val_csv=str(val))
     assert dm.classes == ["2", "7", "10"]  # integer labels sort numerically
     dm.setup("fit")
-    assert [(p.name, l) for p, l in dm.datasets["train"].samples] == [
+    assert [(p.name, lab) for p, lab in dm.datasets["train"].samples] == [
         ("0.png", 2), ("1.png", 0), ("2.png", 0), ("3.png", 2), ("4.png", 1)]
     assert dm.datasets["val"].samples[0] == (Path(absolute), 1)
     x, y = dm.datasets["train"][4]
