@@ -346,7 +346,8 @@ def _rename(rest: str, renames: Sequence[tuple[str, str]]) -> str:
     return rest
 
 
-def convert_efficientvmamba_checkpoint(checkpoint: Mapping[str, Any], model: nn.Module) -> ConvertedStateDict:
+def convert_efficientvmamba_checkpoint(checkpoint: Mapping[str, Any], model: nn.Module,
+        drop_mismatched_head: bool = False) -> ConvertedStateDict:
     """Official EfficientVMamba (``EfficientVSSM`` / ``Backbone_EfficientVSSM``) state dict or released
     ``.pth`` -> our keys. After ``unwrap_checkpoint`` (EMA preferred, ``module.`` / ``backbone.`` stripped):
 
@@ -384,12 +385,13 @@ def convert_efficientvmamba_checkpoint(checkpoint: Mapping[str, Any], model: nn.
         (r"^layers\.(\d+)\.(\d+)\.(.*)$", ir_layer),
         *HEAD_KEY_RULES,
     ]
-    return convert_staged_checkpoint(checkpoint, model, rules, "EfficientVMamba")
+    return convert_staged_checkpoint(checkpoint, model, rules, "EfficientVMamba", drop_mismatched_head)
 
 
 def checkpoint_filter_fn(state_dict: Mapping[str, Any], model: nn.Module) -> ConvertedStateDict:
-    """timm ``pretrained_filter_fn``: released official ``.pth`` (or its state dict) -> our keys."""
-    return convert_efficientvmamba_checkpoint(state_dict, model)
+    """timm ``pretrained_filter_fn``: released official ``.pth`` (or its state dict) -> our keys; a
+    classifier of another size is dropped (timm discards it when ``num_classes`` differs)."""
+    return convert_efficientvmamba_checkpoint(state_dict, model, drop_mismatched_head=True)
 
 
 # ----------------------------------------------------------------------------- timm registration

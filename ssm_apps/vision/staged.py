@@ -29,7 +29,7 @@ from timm.models import build_model_with_cfg
 from timm.models._features import FeatureGetterNet, feature_take_indices
 from torch import nn
 
-from ..convert import IDENTITY_RULES, ConvertedStateDict, Rule, convert_checkpoint, unwrap_checkpoint
+from ..convert import IDENTITY_RULES, ConvertedStateDict, Rule, apply_rules, finish_conversion, unwrap_checkpoint
 from ..layers.norm import LayerNorm2d
 from ..training.checks import check_finite_output
 
@@ -285,14 +285,34 @@ def in_our_layout(state_dict: Mapping[str, Any]) -> bool:
 
 
 def convert_staged_checkpoint(checkpoint: Mapping[str, Any], model: nn.Module, rules: Sequence[Rule],
-                              family: str) -> ConvertedStateDict:
-    """``convert_checkpoint`` with the staged-backbone conventions: :func:`unwrap_staged_checkpoint`,
+                              family: str, drop_mismatched_head: bool = False) -> ConvertedStateDict:
+    """``ssm_apps.convert`` with the staged-backbone conventions: :func:`unwrap_staged_checkpoint`,
     ``IGNORABLE_KEYS`` and ``FILLABLE_KEYS``; a state dict already in our layout (``stages.*`` keys)
-    passes unchanged."""
+    passes unchanged.
+
+    Args:
+        checkpoint: official (or our) state dict or checkpoint.
+        model: the model it is converted for.
+        rules: the family's ``(regex, replacement)`` rules.
+        family: named in error messages.
+        drop_mismatched_head: drop a classifier (``head.fc``) of another size instead of raising
+            (timm's pretrained loading for a new ``num_classes``: timm then discards the classifier).
+    """
     sd = unwrap_staged_checkpoint(checkpoint)
     if in_our_layout(sd):
         rules = IDENTITY_RULES
-    return convert_checkpoint(sd, model, rules, family, ignore=IGNORABLE_KEYS, fill_missing=FILLABLE_KEYS)
+    mapped, unmatched, origins, dropped = apply_rules(sd, rules)
+    fill: tuple[str, ...] = FILLABLE_KEYS
+    if drop_mismatched_head:
+        own = model.state_dict()
+        mismatched = [k for k in mapped if k.startswith("head.fc.") and k in own and mapped[k].shape != own[k].shape]
+        for k in mismatched:
+            dropped.append(origins[k])
+            del mapped[k]
+        if mismatched:
+            fill = (*FILLABLE_KEYS, r"^head\.fc\.")
+    return finish_conversion(mapped, model, family, unmatched, origins, ignore=IGNORABLE_KEYS, fill_missing=fill,
+                             dropped=dropped)
 
 
 def build_from_official(

@@ -430,7 +430,8 @@ _STEM_V2 = {"0": "conv1", "2": "norm1", "5": "conv2", "7": "norm2"}
 _CONV_DOWNSAMPLE = {"1": "conv", "3": "norm"}
 
 
-def convert_vmamba_checkpoint(checkpoint: Mapping[str, Any], model: nn.Module) -> ConvertedStateDict:
+def convert_vmamba_checkpoint(checkpoint: Mapping[str, Any], model: nn.Module,
+        drop_mismatched_head: bool = False) -> ConvertedStateDict:
     """Official VMamba (``VSSM`` / ``Backbone_VSSM``) state dict or released ``.pth`` -> our keys.
 
     Rules (official -> ours), after ``unwrap_checkpoint`` and the official legacy renames
@@ -474,12 +475,13 @@ def convert_vmamba_checkpoint(checkpoint: Mapping[str, Any], model: nn.Module) -
     sd = unwrap_staged_checkpoint(checkpoint)
     if not in_our_layout(sd):
         sd = {legacy(k): v for k, v in sd.items()}
-    return convert_staged_checkpoint(sd, model, rules, "VMamba")
+    return convert_staged_checkpoint(sd, model, rules, "VMamba", drop_mismatched_head)
 
 
 def checkpoint_filter_fn(state_dict: Mapping[str, Any], model: nn.Module) -> ConvertedStateDict:
-    """timm ``pretrained_filter_fn``: released official ``.pth`` (or its state dict) -> our keys."""
-    return convert_vmamba_checkpoint(state_dict, model)
+    """timm ``pretrained_filter_fn``: released official ``.pth`` (or its state dict) -> our keys; a
+    classifier of another size is dropped (timm discards it when ``num_classes`` differs)."""
+    return convert_vmamba_checkpoint(state_dict, model, drop_mismatched_head=True)
 
 
 # ----------------------------------------------------------------------------- timm registration
