@@ -89,10 +89,10 @@ def measure(name: str, batch: int, iters: int, backend: str | None, compile_mode
 
     ttrain = timed(train_step, iters)
     params = sum(p.numel() for p in module.parameters())
-    del model, module, opt
+    model = module = opt = None  # free the GPU memory before the next model
     torch.cuda.empty_cache()
-    return {"model": name, "compiled": compile_model, "params": params, "infer_fp32_img_s": batch / t32, "infer_bf16_img_s": batch / t16,
-            "train_bf16_img_s": batch / ttrain}
+    return {"model": name, "compiled": compile_model, "params": params, "infer_fp32_img_s": batch / t32,
+            "infer_bf16_img_s": batch / t16, "train_bf16_img_s": batch / ttrain}
 
 
 # Modules whose forward time is reported separately ("where the time goes, by module").
@@ -218,7 +218,8 @@ def main() -> None:
                 rows.append({"model": name, "compiled": True, "error": f"{type(exc).__name__}: {exc}"[:300]})
             print(rows[-1], flush=True)
     prof = profile_training(args.profile, args.batch, args.scan_backend) if args.profile else []
-    print(f"\n{gpu}, torch {torch.__version__}, batch {args.batch}, 224x224, scan backend {args.scan_backend or 'auto'}")
+    backend = args.scan_backend or "auto"
+    print(f"\n{gpu}, torch {torch.__version__}, batch {args.batch}, 224x224, scan backend {backend}")
     print(f"{'model':32s} {'params':>11s} {'inf fp32':>9s} {'inf bf16':>9s} {'train':>9s} {'official inf/train':>19s}")
     for r in rows:
         label = r["model"] + (" (compiled)" if r.get("compiled") else "")
@@ -226,7 +227,8 @@ def main() -> None:
             print(f"{label:32s} ERROR {r['error']}")
             continue
         off = OFFICIAL.get(r["model"])
-        ref = f"{off[0]}/{off[1]} ({r['infer_fp32_img_s'] / off[0]:.2f}x/{r['train_bf16_img_s'] / off[1]:.2f}x)" if off else ""
+        ratios = f"{r['infer_fp32_img_s'] / off[0]:.2f}x/{r['train_bf16_img_s'] / off[1]:.2f}x" if off else ""
+        ref = f"{off[0]}/{off[1]} ({ratios})" if off else ""
         print(f"{label:32s} {r['params']:11,d} {r['infer_fp32_img_s']:9.0f} {r['infer_bf16_img_s']:9.0f} "
               f"{r['train_bf16_img_s']:9.0f} {ref:>19s}")
     if prof:
