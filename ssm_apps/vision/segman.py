@@ -27,7 +27,8 @@ and the mmseg segmentor ``backbone.*`` / ``decode_head.*``) load through
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -38,7 +39,12 @@ from timm.models._features import FeatureGetterNet, feature_take_indices
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from ..convert import ConvertedStateDict, apply_rules, finish_conversion, unwrap_checkpoint
+from ..convert import (
+    ConvertedStateDict,
+    apply_rules,
+    finish_conversion,
+    unwrap_checkpoint,
+)
 from ..kernels import selective_scan_2d
 from ..layers.neighborhood_attention import NA_BACKENDS, neighborhood_attention_2d
 from ..layers.ss2d import LayerNorm2d
@@ -397,8 +403,8 @@ class SegMANEncoder(nn.Module):
         scan_backend: str | None = None,
     ):
         super().__init__()
-        lists = dict(embed_dims=embed_dims, num_heads=num_heads, kernel_sizes=kernel_sizes, mlp_ratios=mlp_ratios,
-                     layerscales=layerscales)
+        lists = {"embed_dims": embed_dims, "num_heads": num_heads, "kernel_sizes": kernel_sizes, "mlp_ratios": mlp_ratios,
+                     "layerscales": layerscales}
         for name, value in lists.items():
             if len(value) != len(depths):
                 raise ValueError(f"SegMANEncoder: '{name}' needs {len(depths)} entries (one per stage); got {list(value)}")
@@ -410,7 +416,8 @@ class SegMANEncoder(nn.Module):
         self.drop_rate = drop_rate
         n = len(depths)
         self.stem = _stem(in_chans, self.embed_dims[0])
-        dpr = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        total = sum(depths)
+        dpr = [drop_path_rate * i / max(total - 1, 1) for i in range(total)]  # linspace(0, rate, total)
         stages = []
         for i in range(n):
             stages.append(SegMANStage(
@@ -423,7 +430,7 @@ class SegMANEncoder(nn.Module):
             ))
         self.stages = nn.Sequential(*stages)
         self.feature_info = [
-            dict(num_chs=self.embed_dims[i], reduction=4 * 2**i, module=f"stages.{i}") for i in range(n)
+            {"num_chs": self.embed_dims[i], "reduction": 4 * 2**i, "module": f"stages.{i}"} for i in range(n)
         ]
         self.head = SegMANHead(self.num_features, projection, num_classes, drop_rate)
         self.apply(self._init_weights)
@@ -447,10 +454,10 @@ class SegMANEncoder(nn.Module):
 
     @torch.jit.ignore
     def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
-        return dict(stem=r"^stem", blocks=r"^stages\.(\d+)" if coarse else [
+        return {"stem": r"^stem", "blocks": r"^stages\.(\d+)" if coarse else [
             (r"^stages\.(\d+)\.downsample", (0,)),
             (r"^stages\.(\d+)\.blocks\.(\d+)", None),
-        ])
+        ]}
 
     @torch.jit.ignore
     def set_grad_checkpointing(self, enable: bool = True) -> None:
@@ -576,23 +583,23 @@ def segman_encoder_kwargs_from_official(kwargs: Mapping[str, Any]) -> dict[str, 
     if norm is not None and getattr(norm, "__name__", str(norm)) != "LayerNorm2d":
         raise NotImplementedError(f"SegMANEncoder.from_official: norm_layer {norm!r}")
     kernels = [int(w) for w in k.pop("window_size", [7, 7, 7, 7])]
-    ours = dict(
-        in_chans=k.pop("in_chans", 3),
-        num_classes=k.pop("num_classes", 1000),
-        embed_dims=list(k.pop("embed_dims", [64, 128, 256, 512])),
-        depths=list(k.pop("depths", [2, 2, 6, 2])),
-        num_heads=list(k.pop("num_heads", [2, 4, 8, 16])),
-        kernel_sizes=[w if w % 2 else w + 1 for w in kernels],  # official ``toodd``
-        mlp_ratios=list(k.pop("mlp_ratios", [4, 4, 4, 4])),
-        layerscales=[bool(b) for b in k.pop("layerscales", [False] * 4)],
-        layer_init_value=float(k.pop("layer_init_values", 1e-6)),
-        use_rpb=bool(k.pop("use_rpb", False)),
-        img_size=k.pop("image_size", 224),
-        projection=int(k.pop("projection", 1024)),
-        drop_rate=float(k.pop("drop_rate", 0.0)),
-        drop_path_rate=float(k.pop("drop_path_rate", 0.0)),
-        use_checkpoint=any(int(c) for c in k.pop("use_checkpoint", [0, 0, 0, 0])),
-    )
+    ours = {
+        "in_chans": k.pop("in_chans", 3),
+        "num_classes": k.pop("num_classes", 1000),
+        "embed_dims": list(k.pop("embed_dims", [64, 128, 256, 512])),
+        "depths": list(k.pop("depths", [2, 2, 6, 2])),
+        "num_heads": list(k.pop("num_heads", [2, 4, 8, 16])),
+        "kernel_sizes": [w if w % 2 else w + 1 for w in kernels],  # official ``toodd``
+        "mlp_ratios": list(k.pop("mlp_ratios", [4, 4, 4, 4])),
+        "layerscales": [bool(b) for b in k.pop("layerscales", [False] * 4)],
+        "layer_init_value": float(k.pop("layer_init_values", 1e-6)),
+        "use_rpb": bool(k.pop("use_rpb", False)),
+        "img_size": k.pop("image_size", 224),
+        "projection": int(k.pop("projection", 1024)),
+        "drop_rate": float(k.pop("drop_rate", 0.0)),
+        "drop_path_rate": float(k.pop("drop_path_rate", 0.0)),
+        "use_checkpoint": any(int(c) for c in k.pop("use_checkpoint", [0, 0, 0, 0])),
+    }
     if k:
         raise NotImplementedError(f"SegMANEncoder.from_official: unsupported official kwargs {sorted(k)}")
     return ours
@@ -777,13 +784,13 @@ def segman_decoder_kwargs_from_official(kwargs: Mapping[str, Any]) -> dict[str, 
         raise NotImplementedError(f"SegMAN.from_official: in_index {k.get('in_index')} (only [0, 1, 2, 3])")
     for name in _DECODER_IGNORED:
         k.pop(name, None)
-    ours = dict(
-        in_channels=list(k.pop("in_channels")),
-        channels=int(k.pop("channels")),
-        feat_proj_dim=int(k.pop("feat_proj_dim")),
-        num_classes=int(k.pop("num_classes")),
-        dropout_ratio=float(k.pop("dropout_ratio", 0.1)),
-    )
+    ours = {
+        "in_channels": list(k.pop("in_channels")),
+        "channels": int(k.pop("channels")),
+        "feat_proj_dim": int(k.pop("feat_proj_dim")),
+        "num_classes": int(k.pop("num_classes")),
+        "dropout_ratio": float(k.pop("dropout_ratio", 0.1)),
+    }
     if k:
         raise NotImplementedError(f"SegMAN.from_official: unsupported decoder kwargs {sorted(k)}")
     return ours
@@ -832,7 +839,7 @@ class SegMAN(nn.Module):
         decoder_kwargs: Mapping[str, Any],
         official_state_dict: Mapping[str, Any] | None = None,
         **encoder_overrides: Any,
-    ) -> "SegMAN":
+    ) -> SegMAN:
         """Build from the official mmseg config pieces (``model.backbone`` and ``model.decode_head``
         kwargs) and load a segmentor state dict / checkpoint (``backbone.*``, ``decode_head.*``; strict)."""
         enc = segman_encoder_kwargs_from_official(backbone_kwargs)
@@ -865,7 +872,7 @@ def _create_segman_encoder(variant: str, pretrained: bool = False, **kwargs: Any
     return build_model_with_cfg(
         SegMANEncoder, variant, pretrained,
         pretrained_filter_fn=convert_segman_encoder_checkpoint,
-        feature_cfg=dict(out_indices=out_indices, feature_cls="getter"),
+        feature_cfg={"out_indices": out_indices, "feature_cls": "getter"},
         **kwargs,
     )
 
@@ -888,22 +895,22 @@ default_cfgs = generate_default_cfgs({
 
 # Released widths (official SegMANEncoder_t/s/b/l factories).
 SEGMAN_ENCODER_CONFIGS: dict[str, dict[str, Any]] = {
-    "tiny": dict(embed_dims=(32, 64, 144, 192), depths=(2, 2, 4, 2), num_heads=(1, 2, 4, 8),
-                 kernel_sizes=(11, 9, 9, 7), mlp_ratios=(4, 4, 3, 3), layerscales=(False,) * 4),
-    "small": dict(embed_dims=(64, 144, 288, 512), depths=(2, 2, 10, 4), num_heads=(2, 4, 8, 16),
-                  kernel_sizes=(11, 9, 7, 7), mlp_ratios=(4, 4, 3.4, 3.4), layerscales=(False,) * 4),
-    "base": dict(embed_dims=(96, 160, 364, 560), depths=(4, 4, 18, 4), num_heads=(4, 8, 13, 20),
-                 kernel_sizes=(11, 9, 7, 7), mlp_ratios=(4, 4, 3, 3), layerscales=(True,) * 4),
-    "large": dict(embed_dims=(96, 192, 432, 640), depths=(4, 4, 28, 4), num_heads=(4, 8, 12, 20),
-                  kernel_sizes=(11, 9, 7, 7), mlp_ratios=(4, 4, 3, 3), layerscales=(True,) * 4),
+    "tiny": {"embed_dims": (32, 64, 144, 192), "depths": (2, 2, 4, 2), "num_heads": (1, 2, 4, 8),
+                 "kernel_sizes": (11, 9, 9, 7), "mlp_ratios": (4, 4, 3, 3), "layerscales": (False,) * 4},
+    "small": {"embed_dims": (64, 144, 288, 512), "depths": (2, 2, 10, 4), "num_heads": (2, 4, 8, 16),
+                  "kernel_sizes": (11, 9, 7, 7), "mlp_ratios": (4, 4, 3.4, 3.4), "layerscales": (False,) * 4},
+    "base": {"embed_dims": (96, 160, 364, 560), "depths": (4, 4, 18, 4), "num_heads": (4, 8, 13, 20),
+                 "kernel_sizes": (11, 9, 7, 7), "mlp_ratios": (4, 4, 3, 3), "layerscales": (True,) * 4},
+    "large": {"embed_dims": (96, 192, 432, 640), "depths": (4, 4, 28, 4), "num_heads": (4, 8, 12, 20),
+                  "kernel_sizes": (11, 9, 7, 7), "mlp_ratios": (4, 4, 3, 3), "layerscales": (True,) * 4},
 }
 
 # ADE20K decoder widths (official local_configs/segman/*/segman_*_ade.py).
 SEGMAN_ADE_DECODERS: dict[str, dict[str, int]] = {
-    "tiny": dict(channels=128, feat_proj_dim=192),
-    "small": dict(channels=144, feat_proj_dim=288),
-    "base": dict(channels=180, feat_proj_dim=320),
-    "large": dict(channels=224, feat_proj_dim=432),
+    "tiny": {"channels": 128, "feat_proj_dim": 192},
+    "small": {"channels": 144, "feat_proj_dim": 288},
+    "base": {"channels": 180, "feat_proj_dim": 320},
+    "large": {"channels": 224, "feat_proj_dim": 432},
 }
 
 

@@ -6,7 +6,7 @@ Both follow mmsegmentation 1.x (``UPerHead``, ``FCNHead``): every conv is conv -
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
