@@ -8,11 +8,16 @@ from .data import ImageClassificationDataModule
 from .efficientvmamba import EfficientVMamba
 from .prediction_writer import TopKPredictionWriter
 from .segman import SegMAN, SegMANDecoder, SegMANEncoder
+from .segmentation import SegmentationModel
+from .segmentation_data import SegmentationDataModule
 from .segmentation_heads import FCNHead, UperNetHead
+from .segmentation_task import SegmentationTask
+from .segmentation_writer import SegmentationPredictionWriter
 from .task import ClassificationTask
 from .vmamba import VMamba
 
 __all__ = [
     "ClassificationTask", "EfficientVMamba", "FCNHead", "ImageClassificationDataModule", "SegMAN", "SegMANDecoder",
-    "SegMANEncoder", "TopKPredictionWriter", "UperNetHead", "VMamba",
+    "SegMANEncoder", "SegmentationDataModule", "SegmentationModel", "SegmentationPredictionWriter", "SegmentationTask",
+    "TopKPredictionWriter", "UperNetHead", "VMamba",
 ]
