@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import re
 import sys
@@ -141,6 +142,15 @@ def count_gflops(model: torch.nn.Module, size: tuple[int, int], device: str) -> 
     return (counter.get_total_flops() / 2 + extra[0]) / 1e9
 
 
+def _na_forward(q, k, v, ks, rpb, backend) -> None:
+    with torch.no_grad():
+        neighborhood_attention_2d(q, k, v, ks, rpb, backend=backend)
+
+
+def _na_forward_backward(leaves, ks, rpb, backend) -> None:
+    neighborhood_attention_2d(*leaves, ks, rpb, backend=backend).float().sum().backward()
+
+
 def na_check(device: str, quick: bool) -> list[dict]:
     """flex vs torch NA on SegMAN-S-like stage shapes (batch 8 at 512^2): max diff fwd/bwd and timings."""
     shapes = [(2, 2, 16, 16, 16, 5)] if quick else [(8, 2, 128, 128, 32, 11), (8, 4, 64, 64, 36, 9),
@@ -164,13 +174,8 @@ def na_check(device: str, quick: bool) -> list[dict]:
                 outs[backend] = o.detach().float()
                 grads[backend] = [t.grad.float() for t in (*leaves, r)]
 
-                def fwd(backend=backend):
-                    with torch.no_grad():
-                        neighborhood_attention_2d(q, kk, v, k, rpb, backend=backend)
-
-                def fwd_bwd(backend=backend, leaves=leaves, r=r):
-                    neighborhood_attention_2d(*leaves, k, r, backend=backend).float().sum().backward()
-
+                fwd = functools.partial(_na_forward, q, kk, v, k, rpb, backend)
+                fwd_bwd = functools.partial(_na_forward_backward, leaves, k, r, backend)
                 row[f"{backend}_fwd_ms"] = timed(fwd, device, 2, 5) * 1e3
                 row[f"{backend}_fwdbwd_ms"] = timed(fwd_bwd, device, 2, 5) * 1e3
             except Exception as e:  # noqa: BLE001  (reported as a row)
