@@ -23,7 +23,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ssm_apps.medical.hymamba import create_hymamba  # noqa: E402
+from ssm_apps.medical.hymamba import create_hymamba
 
 
 def build(name: str, size: int, quick: bool, classes: int) -> torch.nn.Module:

@@ -34,8 +34,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ssm_apps.medical.data import MedicalDataModule  # noqa: E402
-from ssm_apps.medical.task import MedicalPretrainTask, MedicalSegmentationTask, lr_wd_at  # noqa: E402
+from ssm_apps.medical.data import MedicalDataModule
+from ssm_apps.medical.task import MedicalPretrainTask, MedicalSegmentationTask, lr_wd_at
 
 DATA = ROOT.parent / "shared" / "data"
 TS = DATA / "medical3d" / "totalsegmentator"
@@ -191,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--overlap", type=float, default=0.5)
     p.add_argument("--workers", type=int, default=4)
     p.add_argument("--save-ckpt", action="store_true", help="save fp16 weights of the trained networks")
+    p.add_argument("--parts", default="abc", help="which results to run: any of a, b, c (c needs a)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     device = torch.device(args.device)
@@ -215,7 +216,9 @@ def main(argv: list[str] | None = None) -> int:
                      "organs": ORGANS, "budget_steps": seg_steps, "pretrain_steps": pre_steps, "batch": args.batch,
                      "note": "labels are TotalSegmentator model outputs (pseudo-labels), not manual annotations"}
 
-    # ---- data (a): NIfTI train volume, DICOM test series ---------------------------------------------------
+    parts = set(args.parts)
+    if "c" in parts:
+        parts.add("a")
     t = time.perf_counter()
     common = dict(labels=list(ORGANS.values()), pixdim=pixdim, intensity_range=(-175.0, 250.0), roi_size=roi,
                   num_samples=args.batch, cache="memory")
@@ -223,10 +226,10 @@ def main(argv: list[str] | None = None) -> int:
                                    "label": str(TS / "example_seg_fast_force_split.nii.gz")}],
                            test=[{"image": str(TS / "example_ct_dicom"), "label": str(TS / "example_seg_dicom.nii.gz")}],
                            **common)
-    dm.setup("fit")
-    dm.setup("test")
     test_eval = MedicalDataModule(test=dm.items["test"], crop_foreground=False, **common)  # full DICOM grid
-    test_eval.setup("test")
+    if "a" in parts:
+        dm.setup("fit")
+        test_eval.setup("test")
     results["data_seconds"] = round(time.perf_counter() - t, 1)
     print(f"data ready in {results['data_seconds']} s", flush=True)
 
@@ -239,6 +242,20 @@ def main(argv: list[str] | None = None) -> int:
         info["dice_test"], items = evaluate(task, test_eval.datasets["test"], device, names)
         return task, info | {"_items": items}
 
+    if "a" in parts:
+        run_a_c(args, results, parts, dm, test_eval, train_seg, names, model_kwargs, roi, pixdim, seg_steps,
+                pre_steps, workers, quick, device, out)
+    if "b" in parts:
+        run_b(args, results, model_kwargs, quick, steps_2d, workers, device, out)
+    results["total_seconds"] = round(time.perf_counter() - t_start, 1)
+    (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
+    print_table(results, names)
+    print(f"total {results['total_seconds']} s; JSON: {out / 'results.json'}")
+    return 0
+
+
+def run_a_c(args, results, parts, dm, test_eval, train_seg, names, model_kwargs, roi, pixdim, seg_steps, pre_steps,
+            workers, quick, device, out) -> None:
     # ---- (a) scratch ---------------------------------------------------------------------------------------
     print("(a) HyMamba from scratch on example_ct, test on the DICOM series", flush=True)
     scratch, info = train_seg("scratch", seg_steps)
@@ -251,6 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.save_ckpt:
         torch.save({k: v.half() for k, v in scratch.model.state_dict().items()}, out / "hymamba_ct_scratch_fp16.pt")
     scratch.cpu()
+    if "c" not in parts:
+        return
 
     # ---- (c) MambaMIM pre-training on the unlabelled CTs, then fine-tuning ---------------------------------
     print("(c) MambaMIM pre-training on unlabelled CT volumes", flush=True)
@@ -277,12 +296,14 @@ def main(argv: list[str] | None = None) -> int:
     if not args.save_ckpt:
         ckpt.unlink()
 
+
+def run_b(args, results, model_kwargs, quick, steps_2d, workers, device, out) -> None:
     # ---- (b) 2-D membrane ----------------------------------------------------------------------------------
     print("(b) HyMamba spatial_dims=2 on ISBI-2012 membrane", flush=True)
     mem = DATA / "medical2d" / "membrane"
     pairs = [{"image": str(mem / "image" / f"{i}.png"), "label": str(mem / "label" / f"{i}.png")} for i in range(30)]
-    roi2 = (64, 64) if quick else (256, 256)
-    dm2 = MedicalDataModule(train=pairs[:24], test=pairs[24:], spatial_dims=2, labels=[0], pixdim=None,
+    roi2 = (128, 128) if quick else (256, 256)
+    dm2 = MedicalDataModule(train=pairs[:24], test=pairs[24:26] if quick else pairs[24:], spatial_dims=2, labels=[0], pixdim=None,
                             intensity_range=(0.0, 255.0), roi_size=roi2, num_samples=4, crop_foreground=False,
                             cache="memory")
     dm2.setup("fit")
@@ -299,25 +320,27 @@ def main(argv: list[str] | None = None) -> int:
     if args.save_ckpt:
         torch.save({k: v.half() for k, v in task2.model.state_dict().items()}, out / "hymamba_membrane_fp16.pt")
 
-    results["total_seconds"] = round(time.perf_counter() - t_start, 1)
-    (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
+
+def print_table(results: dict, names: list[str]) -> None:
     print("\n== medical real-data results (" + results["device"] + ") ==")
-    rows = [("(a) scratch", results["a_scratch"]), ("(c) pretrain+finetune (same budget)",
-                                                    results["c_pretrained_same_total_budget"])]
-    if "c_pretrained_plus_full_finetune" in results:
-        rows.append(("(c) pretrain+full finetune", results["c_pretrained_plus_full_finetune"]))
+    rows = [(label, results[key]) for label, key in (
+        ("(a) scratch", "a_scratch"), ("(c) pretrain+finetune (same budget)", "c_pretrained_same_total_budget"),
+        ("(c) pretrain+full finetune", "c_pretrained_plus_full_finetune")) if key in results]
     print(f"{'run':40s} {'steps':>6s} {'sec':>6s} {'mean Dice':>9s}  " + " ".join(f"{n[:8]:>8s}" for n in names))
     for label, r in rows:
         d = r["dice_test"]
         print(f"{label:40s} {r['steps']:6d} {r['seconds']:6.1f} {d['mean']:9.4f}  "
               + " ".join(f"{d[n]:8.3f}" if not math.isnan(d[n]) else f"{'nan':>8s}" for n in names))
-    rt = results["a_scratch"]["dice_test_nifti_roundtrip"]
-    print(f"{'(a) scratch, NIfTI written on DICOM grid':40s} {'':6s} {'':6s} {rt['mean']:9.4f}")
-    print(f"{'(b) membrane 2-D':40s} {info2['steps']:6d} {info2['seconds']:6.1f} {info2['dice_test']['mean']:9.4f}")
-    print(f"(c) MambaMIM pre-training: {pre_steps} steps, {pre_info['seconds']} s, loss {pre_info['first_loss']:.3f} "
-          f"-> {pre_info['final_loss']:.3f}")
-    print(f"total {results['total_seconds']} s; JSON: {out / 'results.json'}")
-    return 0
+    if "a_scratch" in results:
+        rt = results["a_scratch"]["dice_test_nifti_roundtrip"]
+        print(f"{'(a) scratch, NIfTI written on DICOM grid':40s} {'':6s} {'':6s} {rt['mean']:9.4f}")
+    if "b_membrane_2d" in results:
+        b = results["b_membrane_2d"]
+        print(f"{'(b) membrane 2-D':40s} {b['steps']:6d} {b['seconds']:6.1f} {b['dice_test']['mean']:9.4f}")
+    if "c_pretrain" in results:
+        c = results["c_pretrain"]
+        print(f"(c) MambaMIM pre-training: {c['steps']} steps, {c['seconds']} s, loss {c['first_loss']:.3f} "
+              f"-> {c['final_loss']:.3f}")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..kernels import FUSED_PATTERNS_2D, FUSED_PATTERNS_3D, PATTERNS_2D, PATTERNS_3D, selective_scan_2d, selective_scan_3d
+from ..kernels import (
+    FUSED_PATTERNS_2D,
+    FUSED_PATTERNS_3D,
+    PATTERNS_2D,
+    PATTERNS_3D,
+    selective_scan_2d,
+    selective_scan_3d,
+)
 from .ssm_branch import init_dt_, resolve_dt_rank
 
 __all__ = ["MambaND"]

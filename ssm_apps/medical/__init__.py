@@ -16,7 +16,11 @@ _EXPORTS = {
     "NiftiPredictionWriter": "prediction_writer",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "HYMAMBA_CONFIGS", "HyMamba", "HyMambaDecoder", "HyMambaEncoder", "LightDecoder", "MambaMIM", "MedicalDataModule",
+    "MedicalPretrainTask", "MedicalSegmentationTask", "NiftiPredictionWriter", "create_hymamba", "random_mask",
+    "toki_interpolate",
+]
 
 
 def __getattr__(name: str) -> Any:

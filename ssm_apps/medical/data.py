@@ -29,7 +29,7 @@ from typing import Any
 import lightning as L
 import torch
 
-__all__ = ["MedicalDataModule", "SelectLabelsd", "CheckPaird"]
+__all__ = ["CheckPaird", "MedicalDataModule", "SelectLabelsd"]
 
 Item = dict[str, str]
 

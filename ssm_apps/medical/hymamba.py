@@ -27,10 +27,22 @@ import torch
 from torch import nn
 
 from ..convert import ConvertedStateDict, Rule, convert_checkpoint
-from .blocks import MambaStage, MedNeXtBlock, ResBlock, apply_mask, conv_nd, upsample_mask
+from .blocks import (
+    MambaStage,
+    MedNeXtBlock,
+    ResBlock,
+    apply_mask,
+    conv_nd,
+    upsample_mask,
+)
 
 __all__ = [
-    "HYMAMBA_CONFIGS", "HyMamba", "HyMambaDecoder", "HyMambaEncoder", "OFFICIAL_ENCODER_RULES", "create_hymamba",
+    "HYMAMBA_CONFIGS",
+    "OFFICIAL_ENCODER_RULES",
+    "HyMamba",
+    "HyMambaDecoder",
+    "HyMambaEncoder",
+    "create_hymamba",
     "official_to_hymamba_kwargs",
 ]
 
@@ -253,7 +265,7 @@ class HyMamba(nn.Module):
 
     @classmethod
     def from_official(cls, official_kwargs: Mapping[str, Any],
-                      official_state_dict: Mapping[str, torch.Tensor]) -> "HyMamba":
+                      official_state_dict: Mapping[str, torch.Tensor]) -> HyMamba:
         """Build from the official ``Hybird(in_channel, n_classes, channels, depths, kernels, exp_r, img_size,
         depth)`` arguments and load its state dict (raster scan, instance-norm decoder)."""
         model = cls(**official_to_hymamba_kwargs(official_kwargs))

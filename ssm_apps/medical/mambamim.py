@@ -37,9 +37,20 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..convert import ConvertedStateDict, Rule, apply_rules, finish_conversion, unwrap_checkpoint
+from ..convert import (
+    ConvertedStateDict,
+    Rule,
+    apply_rules,
+    finish_conversion,
+    unwrap_checkpoint,
+)
 from .blocks import upsample_mask
-from .hymamba import DOWNSAMPLE, OFFICIAL_ENCODER_RULES, HyMambaEncoder, official_to_hymamba_kwargs
+from .hymamba import (
+    DOWNSAMPLE,
+    OFFICIAL_ENCODER_RULES,
+    HyMambaEncoder,
+    official_to_hymamba_kwargs,
+)
 
 __all__ = ["LightDecoder", "MambaMIM", "encoder_state_from_checkpoint", "patchify", "random_mask", "toki_interpolate"]
 
@@ -70,11 +81,16 @@ def toki_interpolate(tokens: torch.Tensor, active: torch.Tensor, A: torch.Tensor
         (B, C, *grid).
     """
     b, c, *grid = tokens.shape
-    A = A.reshape(c, c)
-    length = math.prod(grid)
     if active.shape != (b, 1, *grid):
         raise ValueError(f"toki_interpolate: argument 'active' must be (B, 1, *grid) = {(b, 1, *grid)}; "
                          f"got {tuple(active.shape)}")
+    with torch.autocast(tokens.device.type, enabled=False):  # matrix powers in float32 even under autocast
+        return _toki(tokens.float(), active, A.float().reshape(c, c), official_reshape).to(tokens.dtype)
+
+
+def _toki(tokens: torch.Tensor, active: torch.Tensor, A: torch.Tensor, official_reshape: bool) -> torch.Tensor:
+    b, c, *grid = tokens.shape
+    length = math.prod(grid)
     x = tokens.flatten(2).transpose(1, 2)  # (B, L, C)
     pos = torch.arange(length, device=tokens.device).expand(b, length)
     flag = active.flatten(1).clone()
@@ -288,7 +304,7 @@ class MambaMIM(nn.Module):
 
     @classmethod
     def from_official(cls, official_kwargs: Mapping[str, Any],
-                      official_state_dict: Mapping[str, torch.Tensor]) -> "MambaMIM":
+                      official_state_dict: Mapping[str, torch.Tensor]) -> MambaMIM:
         """Build from the official constructor arguments ``{"encoder": Encoder kwargs, "sparse_encoder":
         {"input_size", "sbn"}, "decoder": {"up_sample_ratio", "width", "sbn"}, "mambamim": {"mask_ratio",
         "densify_norm", "sbn"}}`` and load the official ``MambaMIM`` state dict (official TOKI reshape and

@@ -143,7 +143,7 @@ class MedicalSegmentationTask(_ScheduledTask):
 
     def __init__(self, model: str = "hymamba_official", model_kwargs: Mapping[str, Any] | None = None,
                  num_classes: int = 14, class_names: Sequence[str] | None = None, lr: float = 1e-4,
-                 min_lr: float = 1e-6, warmup_steps: int = 0, warmup_start: float = 0.0, weight_decay: float = 1e-5,
+                 min_lr: float = 1e-6, warmup_steps: int = 0, warmup_start: float = 0.005, weight_decay: float = 1e-5,
                  weight_decay_end: float | None = None, grad_clip: float = 0.0,
                  roi_size: Sequence[int] = (96, 96, 96), sw_batch_size: int = 2, overlap: float = 0.5,
                  pretrained: str | None = None) -> None:

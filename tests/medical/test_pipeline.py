@@ -10,7 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from ssm_apps.medical import MedicalDataModule, MedicalPretrainTask, MedicalSegmentationTask, NiftiPredictionWriter
+from ssm_apps.medical import (
+    MedicalDataModule,
+    MedicalPretrainTask,
+    MedicalSegmentationTask,
+    NiftiPredictionWriter,
+)
 from ssm_apps.medical.task import lr_wd_at
 from tests.helpers import shared_path
 
@@ -62,7 +67,7 @@ def test_data_errors_name_the_file(pair):
 
 
 def test_decathlon_datalist(pair, tmp_path):
-    _, img, lab = pair
+    _, img, _ = pair
     (tmp_path / "dataset.json").write_text(
         '{"training": [{"image": "img.nii.gz", "label": "lab.nii.gz"}], "validation": '
         '[{"image": "img.nii.gz", "label": "lab.nii.gz"}]}')
