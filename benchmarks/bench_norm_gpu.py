@@ -238,7 +238,7 @@ def main() -> None:
     out.write_text(json.dumps({
         "device": gpu, "torch": torch.__version__, "batch": batch, "copy_TBps": bw,
         "tile": {"TILE_ELEMS": norm_triton.TILE_ELEMS, "NUM_WARPS": norm_triton.NUM_WARPS,
-                 "BWD_TARGET_PROGRAMS": norm_triton.BWD_TARGET_PROGRAMS},
+                 "BWD_MIN_PIXELS": norm_triton.BWD_MIN_PIXELS, "BWD_MIN_PROGRAMS": norm_triton.BWD_MIN_PROGRAMS},
         "timing": "triton.testing.do_bench median (warmup 25 ms, rep 100 ms); fwd with grad mode on; "
                   "fwd_bwd = forward + torch.autograd.grad w.r.t. x, weight, bias",
         "current": "permute -> F.layer_norm -> permute (LayerNorm2d; under autocast in bf16 with bf16 weight/bias)",

@@ -43,9 +43,11 @@ import triton.language as tl
 
 #: Elements of one program's tile (BLOCK_C x BLOCK_P) and its warps, compiled.
 TILE_ELEMS = 4096
-NUM_WARPS = 4
-#: Batch rows one backward program walks is chosen so that about this many programs run.
-BWD_TARGET_PROGRAMS = 2048
+NUM_WARPS = 8
+#: A backward program walks enough batch rows to cover this many pixels (fewer partial sums to
+#: write and reduce), as long as at least BWD_MIN_PROGRAMS programs remain.
+BWD_MIN_PIXELS = 32
+BWD_MIN_PROGRAMS = 1024
 #: Largest channel count held in one tile (power of two); beyond it the Triton path refuses.
 MAX_BLOCK_C = 8192
 #: The tile under the Triton interpreter (elements), small so tiny maps span several programs.
@@ -273,7 +275,10 @@ def ln2d_bwd(
     dx, (sdxb, sdxc, sdxp) = _pixel_view(dx)
     block_c, block_p, warps = _tile(c)
     n_pblk = triton.cdiv(p, block_p)
-    rows = max(1, min(b, (b * n_pblk) // BWD_TARGET_PROGRAMS)) if not _interpreting() else 2
+    if _interpreting():
+        rows = 2
+    else:
+        rows = max(1, min(triton.cdiv(BWD_MIN_PIXELS, block_p), (b * n_pblk) // BWD_MIN_PROGRAMS, b))
     n_bblk = triton.cdiv(b, rows)
     parts = torch.empty((2, n_bblk * n_pblk, c), dtype=torch.float32, device=x.device)
     if x.numel() == 0:
