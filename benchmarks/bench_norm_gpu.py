@@ -15,8 +15,8 @@ channels_last memory (VMamba-T's norms see both):
    (``torch.autograd.grad`` w.r.t. x, weight, bias) for both paths;
 3. the floor: bytes the kernels must move (forward: x in, y out, 8 B/pixel of statistics;
    backward: x, dy in, dx out) over the device-to-device copy bandwidth measured in the same run.
-``--sweep`` also times our kernels over tile sizes (``TILE_ELEMS`` x ``NUM_WARPS``) and reports
-the best per shape. Prints a table and writes benchmarks/results/norm_<gpu>.json (``--out``).
+``--sweep`` also times our kernels over tile sizes (elements x warps, forward and backward tiles
+separately) at every shape. Prints a table and writes benchmarks/results/norm_<gpu>.json (``--out``).
 
 ``--device cpu`` runs the same code on tiny shapes through the Triton interpreter (set before
 triton is imported); its timings mean nothing, it checks that the script runs end to end.
@@ -40,7 +40,7 @@ CPU_SHAPES = [(5, 3, 5, 1)]
 DTYPES = {"bf16": "bfloat16", "fp32": "float32"}
 # (rtol, atol as a fraction of the oracle's largest magnitude): maps and dx / parameter gradients
 TOL = {"bfloat16": ((1e-2, 8e-3), (1e-3, 1e-4)), "float32": ((1e-4, 1e-5), (1e-4, 1e-5))}
-SWEEP = [(1024, 2), (2048, 4), (4096, 4), (4096, 8), (8192, 8), (16384, 8)]
+SWEEP = [(1024, 4), (2048, 4), (2048, 8), (4096, 4), (4096, 8), (8192, 8)]
 
 
 class Mismatch(AssertionError):
@@ -225,19 +225,23 @@ def main() -> None:
         summary.append({"dtype": dt, "layout": layout, **acc})
         print(f"VMamba-T step ({dt}, all {layout}): {sum(sh[3] for sh in shapes)} norms fwd+bwd ours {acc['ours_fwd_bwd_ms']:.2f} ms, "
               f"current {acc['current_fwd_bwd_ms']:.2f} ms, floor {acc['floor_fwd_bwd_ms']:.2f} ms")
-    for s in sweep:
-        if s["best"] is None:
-            print(f"sweep {s['shape']}: every tile failed: {s['trials']}")
-            continue
-        print(f"sweep {s['shape']}: best tile {s['best']['tile_elems']} elems / {s['best']['num_warps']} warps "
-              f"fwd {s['best']['fwd_ms']:.3f} ms, f+b {s['best']['fwd_bwd_ms']:.3f} ms (default "
-              f"{norm_triton.TILE_ELEMS}/{norm_triton.NUM_WARPS})")
+    for entry in sweep:
+        for kind in ("fwd", "bwd"):
+            sw = entry[kind]
+            if sw["best"] is None:
+                print(f"sweep {kind} {entry['shape']}: every tile failed: {sw['trials']}")
+                continue
+            times = " ".join(f"{t['tile_elems']}/{t['num_warps']}w:{t.get(sw['timed_by'], float('nan')):.3f}"
+                             for t in sw["trials"])
+            print(f"sweep {kind} tile {entry['shape']} ({sw['timed_by']}; default {sw['default']['tile_elems']}/"
+                  f"{sw['default']['num_warps']}w): {times}")
     slug = re.sub(r"[^a-z0-9]+", "_", gpu.lower()).strip("_")
     out = ARGS.out or REPO / "benchmarks" / "results" / f"norm_{slug}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({
         "device": gpu, "torch": torch.__version__, "batch": batch, "copy_TBps": bw,
-        "tile": {"TILE_ELEMS": norm_triton.TILE_ELEMS, "NUM_WARPS": norm_triton.NUM_WARPS,
+        "tile": {name: getattr(norm_triton, name) for name in (
+            "FWD_TILE_ELEMS", "FWD_NUM_WARPS", "BWD_TILE_ELEMS", "BWD_NUM_WARPS")} | {
                  "BWD_MIN_PIXELS": norm_triton.BWD_MIN_PIXELS, "BWD_MIN_PROGRAMS": norm_triton.BWD_MIN_PROGRAMS},
         "timing": "triton.testing.do_bench median (warmup 25 ms, rep 100 ms); fwd with grad mode on; "
                   "fwd_bwd = forward + torch.autograd.grad w.r.t. x, weight, bias",
@@ -249,27 +253,38 @@ def main() -> None:
 
 
 def run_sweep(batch: int, shapes, device: str) -> list[dict]:
-    """Our kernels' fwd / fwd+bwd times over tile sizes, bf16 under autocast, contiguous maps."""
+    """Our kernels over tile sizes, bf16 under autocast, contiguous maps: the forward tile timed by the
+    forward, then the backward tile timed by forward + backward (forward tile at its default)."""
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
-    saved = norm_triton.TILE_ELEMS, norm_triton.NUM_WARPS
+    names = {"fwd": ("FWD_TILE_ELEMS", "FWD_NUM_WARPS"), "bwd": ("BWD_TILE_ELEMS", "BWD_NUM_WARPS")}
     results = []
-    try:
-        for c, h, w, _ in shapes:
-            x, weight, bias, dy = make_case(batch, c, h, w, dtype, "contiguous", device)
+    for c, h, w, _ in shapes:
+        x, weight, bias, dy = make_case(batch, c, h, w, dtype, "contiguous", device)
+        entry = {"shape": [batch, c, h, w]}
+        for kind, (elems_name, warps_name) in names.items():
+            saved = getattr(norm_triton, elems_name), getattr(norm_triton, warps_name)
             trials = []
-            for tile, warps in SWEEP if device == "cuda" else SWEEP[:2]:
-                norm_triton.TILE_ELEMS, norm_triton.NUM_WARPS = tile, warps
-                try:
-                    check(x, weight, bias, dy, str(dtype).split(".")[1], dtype == torch.bfloat16)
-                    fwd, fb = time_case("ours", x, weight, bias, dy, dtype == torch.bfloat16, device)
-                    trials.append({"tile_elems": tile, "num_warps": warps, "fwd_ms": fwd, "fwd_bwd_ms": fb})
-                except Exception as exc:
-                    trials.append({"tile_elems": tile, "num_warps": warps, "error": f"{type(exc).__name__}: {exc}"[:200]})
+            try:
+                for tile, warps in SWEEP if device == "cuda" else SWEEP[:2]:
+                    setattr(norm_triton, elems_name, tile)
+                    setattr(norm_triton, warps_name, warps)
+                    trial = {"tile_elems": tile, "num_warps": warps}
+                    try:
+                        check(x, weight, bias, dy, DTYPES["bf16" if dtype == torch.bfloat16 else "fp32"],
+                              dtype == torch.bfloat16)
+                        trial["fwd_ms"], trial["fwd_bwd_ms"] = time_case(
+                            "ours", x, weight, bias, dy, dtype == torch.bfloat16, device)
+                    except Exception as exc:
+                        trial["error"] = f"{type(exc).__name__}: {exc}"[:200]
+                    trials.append(trial)
+            finally:
+                setattr(norm_triton, elems_name, saved[0])
+                setattr(norm_triton, warps_name, saved[1])
             ok = [t for t in trials if "error" not in t]
-            results.append({"shape": [batch, c, h, w], "trials": trials,
-                            "best": min(ok, key=lambda t: t["fwd_bwd_ms"]) if ok else None})
-    finally:
-        norm_triton.TILE_ELEMS, norm_triton.NUM_WARPS = saved
+            key = "fwd_ms" if kind == "fwd" else "fwd_bwd_ms"
+            entry[kind] = {"default": {"tile_elems": saved[0], "num_warps": saved[1]}, "trials": trials,
+                           "best": min(ok, key=lambda t: t[key]) if ok else None, "timed_by": key}
+        results.append(entry)
     return results
 
 

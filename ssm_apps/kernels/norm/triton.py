@@ -28,8 +28,9 @@ those partial sums (one row of ``C`` per program, float32) are reduced on the ho
 ``sum``. Bytes moved: forward x in, y out (+ 8 bytes per pixel of statistics); backward x, dy in,
 dx out.
 
-Tiles: ``TILE_ELEMS`` elements per program (``BLOCK_P = TILE_ELEMS / BLOCK_C``, at least 1),
-``NUM_WARPS`` warps; under ``TRITON_INTERPRET=1`` (CPU tests) a small tile (``INTERPRET_TILE``)
+Tiles: ``FWD_TILE_ELEMS`` / ``BWD_TILE_ELEMS`` elements per program (``BLOCK_P`` = that / ``BLOCK_C``,
+at least 1) with ``FWD_NUM_WARPS`` / ``BWD_NUM_WARPS`` warps; offsets inside a batch row are int32
+(``WIDE``: int64 where a row spans 2^31 elements). Under ``TRITON_INTERPRET=1`` (CPU tests) a small tile (``INTERPRET_TILE``)
 so that tiny test maps span several programs and a partial last block.
 """
 from __future__ import annotations
@@ -41,9 +42,10 @@ import torch
 import triton
 import triton.language as tl
 
-#: Elements of one program's tile (BLOCK_C x BLOCK_P) and its warps, compiled.
-TILE_ELEMS = 4096
-NUM_WARPS = 8
+#: Elements of one program's tile (BLOCK_C x BLOCK_P) and its warps, compiled, forward and backward
+#: (sm_90 compile check: no spills, at most 64 / 146 registers at VMamba's shapes).
+FWD_TILE_ELEMS, FWD_NUM_WARPS = 4096, 8
+BWD_TILE_ELEMS, BWD_NUM_WARPS = 2048, 8
 #: A backward program walks enough batch rows to cover this many pixels (fewer partial sums to
 #: write and reduce), as long as at least BWD_MIN_PROGRAMS programs remain.
 BWD_MIN_PIXELS = 32
@@ -62,6 +64,16 @@ def _interpreting() -> bool:
 
 
 @triton.jit
+def _in_row(offs_c, offs_p, WIDE: tl.constexpr):
+    """(channel [BLOCK_C, 1], pixel [1, BLOCK_P]) indices for offsets inside one batch row: int32
+    (one register per element of the tile), or int64 when WIDE."""
+    if WIDE:
+        return offs_c[:, None].to(tl.int64), offs_p[None, :].to(tl.int64)
+    else:
+        return offs_c[:, None], offs_p[None, :]
+
+
+@triton.jit
 def _ln2d_fwd_kernel(
     # pointers
     x_ptr, w_ptr, b_ptr, y_ptr, mean_ptr, rstd_ptr,
@@ -73,10 +85,11 @@ def _ln2d_fwd_kernel(
     # scalars
     eps,
     # meta-parameters
-    HAS_WEIGHT: tl.constexpr, HAS_BIAS: tl.constexpr,
+    HAS_WEIGHT: tl.constexpr, HAS_BIAS: tl.constexpr, WIDE: tl.constexpr,
     BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr,
 ):
-    # program (pid_p, row): pixels [pid_p * BLOCK_P, +BLOCK_P) of batch row ``row``, all channels
+    # program (pid_p, row): pixels [pid_p * BLOCK_P, +BLOCK_P) of batch row ``row``, all channels;
+    # offsets inside a batch row in int32 unless WIDE (a row spans 2^31 elements or more)
     pid_p = tl.program_id(0)
     row = tl.program_id(1).to(tl.int64)
     offs_c = tl.arange(0, BLOCK_C)
@@ -84,8 +97,8 @@ def _ln2d_fwd_kernel(
     mask_c = offs_c < C
     mask_p = offs_p < P
     mask = mask_c[:, None] & mask_p[None, :]
-    x_offs = row * stride_x_b + offs_c[:, None].to(tl.int64) * stride_x_c + offs_p[None, :].to(tl.int64) * stride_x_p
-    x = tl.load(x_ptr + x_offs, mask=mask, other=0.0).to(tl.float32)
+    cc, pp = _in_row(offs_c, offs_p, WIDE)
+    x = tl.load(x_ptr + row * stride_x_b + cc * stride_x_c + pp * stride_x_p, mask=mask, other=0.0).to(tl.float32)
     mean = tl.sum(x, axis=0) / C
     xc = tl.where(mask, x - mean[None, :], 0.0)
     var = tl.sum(xc * xc, axis=0) / C
@@ -97,8 +110,7 @@ def _ln2d_fwd_kernel(
     if HAS_BIAS:
         bias = tl.load(b_ptr + offs_c, mask=mask_c, other=0.0).to(tl.float32)
         y = y + bias[:, None]
-    y_offs = row * stride_y_b + offs_c[:, None].to(tl.int64) * stride_y_c + offs_p[None, :].to(tl.int64) * stride_y_p
-    tl.store(y_ptr + y_offs, y.to(y_ptr.dtype.element_ty), mask=mask)
+    tl.store(y_ptr + row * stride_y_b + cc * stride_y_c + pp * stride_y_p, y.to(y_ptr.dtype.element_ty), mask=mask)
     tl.store(mean_ptr + row * P + offs_p, mean, mask=mask_p)
     tl.store(rstd_ptr + row * P + offs_p, rstd, mask=mask_p)
 
@@ -114,7 +126,7 @@ def _ln2d_bwd_kernel(
     stride_dy_b, stride_dy_c, stride_dy_p,
     stride_dx_b, stride_dx_c, stride_dx_p,
     # meta-parameters
-    HAS_WEIGHT: tl.constexpr, NEED_DW: tl.constexpr, NEED_DB: tl.constexpr,
+    HAS_WEIGHT: tl.constexpr, NEED_DW: tl.constexpr, NEED_DB: tl.constexpr, WIDE: tl.constexpr,
     BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr,
 ):
     # program (pid_p, pid_b) as in the forward; writes one row of C partial sums of dweight / dbias
@@ -129,17 +141,17 @@ def _ln2d_bwd_kernel(
     mask = mask_c[:, None] & mask_p[None, :]
     if HAS_WEIGHT:
         w = tl.load(w_ptr + offs_c, mask=mask_c, other=0.0).to(tl.float32)
-    x_offs = offs_c[:, None].to(tl.int64) * stride_x_c + offs_p[None, :].to(tl.int64) * stride_x_p
-    dy_offs = offs_c[:, None].to(tl.int64) * stride_dy_c + offs_p[None, :].to(tl.int64) * stride_dy_p
-    dx_offs = offs_c[:, None].to(tl.int64) * stride_dx_c + offs_p[None, :].to(tl.int64) * stride_dx_p
+    cc, pp = _in_row(offs_c, offs_p, WIDE)
     dw_acc = tl.zeros([BLOCK_C], dtype=tl.float32)
     db_acc = tl.zeros([BLOCK_C], dtype=tl.float32)
     for i in range(rows_per_program):
         row = pid_b * rows_per_program + i
         row_mask = mask & (row < B)
         stat_mask = mask_p & (row < B)
-        x = tl.load(x_ptr + row.to(tl.int64) * stride_x_b + x_offs, mask=row_mask, other=0.0).to(tl.float32)
-        dy = tl.load(dy_ptr + row.to(tl.int64) * stride_dy_b + dy_offs, mask=row_mask, other=0.0).to(tl.float32)
+        x_ptrs = x_ptr + row.to(tl.int64) * stride_x_b + cc * stride_x_c + pp * stride_x_p
+        dy_ptrs = dy_ptr + row.to(tl.int64) * stride_dy_b + cc * stride_dy_c + pp * stride_dy_p
+        x = tl.load(x_ptrs, mask=row_mask, other=0.0).to(tl.float32)
+        dy = tl.load(dy_ptrs, mask=row_mask, other=0.0).to(tl.float32)
         mean = tl.load(mean_ptr + row.to(tl.int64) * P + offs_p, mask=stat_mask, other=0.0)
         rstd = tl.load(rstd_ptr + row.to(tl.int64) * P + offs_p, mask=stat_mask, other=0.0)
         xhat = tl.where(row_mask, (x - mean[None, :]) * rstd[None, :], 0.0)
@@ -150,7 +162,8 @@ def _ln2d_bwd_kernel(
         mean_g = tl.sum(g, axis=0) / C
         mean_gx = tl.sum(g * xhat, axis=0) / C
         dx = (g - mean_g[None, :] - xhat * mean_gx[None, :]) * rstd[None, :]
-        tl.store(dx_ptr + row.to(tl.int64) * stride_dx_b + dx_offs, dx.to(dx_ptr.dtype.element_ty), mask=row_mask)
+        dx_ptrs = dx_ptr + row.to(tl.int64) * stride_dx_b + cc * stride_dx_c + pp * stride_dx_p
+        tl.store(dx_ptrs, dx.to(dx_ptr.dtype.element_ty), mask=row_mask)
         if NEED_DW:
             dw_acc += tl.sum(dy * xhat, axis=1)
         if NEED_DB:
@@ -178,14 +191,19 @@ def _pixel_view(t: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int, int]]:
     return t, (t.stride(0), t.stride(1), t.stride(3))
 
 
-def _tile(c: int) -> tuple[int, int, int]:
-    """(BLOCK_C, BLOCK_P, num_warps) for ``c`` channels."""
+def _wide(c: int, p: int, *strides: tuple[int, int, int]) -> bool:
+    """True when a channel or pixel offset inside a batch row may overflow int32."""
+    return any(max((c - 1) * abs(sc), (p - 1) * abs(sp)) >= 2**31 for _, sc, sp in strides)
+
+
+def _tile(c: int, elems: int, warps: int) -> tuple[int, int, int]:
+    """(BLOCK_C, BLOCK_P, num_warps) for ``c`` channels and a tile of about ``elems`` elements."""
     block_c = triton.next_power_of_2(c)
     if block_c > MAX_BLOCK_C:
         raise ValueError(f"layer_norm_2d (triton): at most {MAX_BLOCK_C} channels fit one tile; got C={c}")
     if _interpreting():
         return block_c, max(1, INTERPRET_TILE // block_c), 1
-    return block_c, max(1, TILE_ELEMS // block_c), NUM_WARPS
+    return block_c, max(1, elems // block_c), warps
 
 
 def _device(t: torch.Tensor):
@@ -229,7 +247,7 @@ def ln2d_fwd(
     rstd = torch.empty((b, p), dtype=torch.float32, device=x.device)
     if x.numel() == 0:
         return y, mean, rstd, x
-    block_c, block_p, warps = _tile(c)
+    block_c, block_p, warps = _tile(c, FWD_TILE_ELEMS, FWD_NUM_WARPS)
     grid = (triton.cdiv(p, block_p), b)
     with _device(x):
         _ln2d_fwd_kernel[grid](
@@ -239,7 +257,7 @@ def ln2d_fwd(
             syb, syc, syp,
             eps,
             HAS_WEIGHT=weight is not None, HAS_BIAS=bias is not None,
-            BLOCK_C=block_c, BLOCK_P=block_p, num_warps=warps,
+            WIDE=_wide(c, p, (sxb, sxc, sxp), (syb, syc, syp)), BLOCK_C=block_c, BLOCK_P=block_p, num_warps=warps,
         )
     return y, mean, rstd, x
 
@@ -273,7 +291,7 @@ def ln2d_bwd(
     dy, (sdyb, sdyc, sdyp) = _pixel_view(dy)
     dx = torch.empty_like(x)
     dx, (sdxb, sdxc, sdxp) = _pixel_view(dx)
-    block_c, block_p, warps = _tile(c)
+    block_c, block_p, warps = _tile(c, BWD_TILE_ELEMS, BWD_NUM_WARPS)
     n_pblk = triton.cdiv(p, block_p)
     if _interpreting():
         rows = 2
@@ -292,7 +310,7 @@ def ln2d_bwd(
                 sdyb, sdyc, sdyp,
                 sdxb, sdxc, sdxp,
                 HAS_WEIGHT=weight is not None, NEED_DW=need_dweight, NEED_DB=need_dbias,
-                BLOCK_C=block_c, BLOCK_P=block_p, num_warps=warps,
+                WIDE=_wide(c, p, (sxb, sxc, sxp), (sdyb, sdyc, sdyp), (sdxb, sdxc, sdxp)), BLOCK_C=block_c, BLOCK_P=block_p, num_warps=warps,
             )
     if need_dweight and need_dbias:
         sums = parts.sum(dim=1)
