@@ -70,12 +70,12 @@ from ssm_apps.kernels.norm import layer_norm_2d, layer_norm_2d_torch
 from ssm_apps.kernels.norm import triton as norm_triton
 
 
-def bench_ms(fn, device: str) -> float:
-    """Median ms per call: ``triton.testing.do_bench`` on CUDA, a short wall-clock loop on CPU."""
+def bench_ms(fn, device: str, rep: int = 100) -> float:
+    """Median ms per call: ``triton.testing.do_bench`` (``rep`` ms) on CUDA, one timed call on CPU."""
     if device == "cuda":
         import triton.testing
 
-        return triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median")
+        return triton.testing.do_bench(fn, warmup=25, rep=rep, return_mode="median")
     fn()
     t0 = time.perf_counter()
     fn()
@@ -145,14 +145,14 @@ def check(x, weight, bias, dy, dtype_name: str, autocast: bool) -> dict:
     return out
 
 
-def time_case(path: str, x, weight, bias, dy, autocast: bool, device: str) -> tuple[float, float]:
+def time_case(path: str, x, weight, bias, dy, autocast: bool, device: str, rep: int = 100) -> tuple[float, float]:
     leaves = [t.detach().requires_grad_() for t in (x, weight, bias)]
-    fwd = bench_ms(lambda: run_path(path, *leaves, autocast), device)
+    fwd = bench_ms(lambda: run_path(path, *leaves, autocast), device, rep)
 
     def fwd_bwd():
         torch.autograd.grad(run_path(path, *leaves, autocast), leaves, dy)
 
-    return fwd, bench_ms(fwd_bwd, device)
+    return fwd, bench_ms(fwd_bwd, device, rep)
 
 
 def case_bytes(b, c, h, w, in_size: int, out_size: int) -> tuple[int, int]:
@@ -273,7 +273,7 @@ def run_sweep(batch: int, shapes, device: str) -> list[dict]:
                         check(x, weight, bias, dy, DTYPES["bf16" if dtype == torch.bfloat16 else "fp32"],
                               dtype == torch.bfloat16)
                         trial["fwd_ms"], trial["fwd_bwd_ms"] = time_case(
-                            "ours", x, weight, bias, dy, dtype == torch.bfloat16, device)
+                            "ours", x, weight, bias, dy, dtype == torch.bfloat16, device, rep=40)
                     except Exception as exc:
                         trial["error"] = f"{type(exc).__name__}: {exc}"[:200]
                     trials.append(trial)

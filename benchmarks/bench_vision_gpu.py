@@ -140,18 +140,30 @@ def set_backend(model: torch.nn.Module, backend: str | None) -> None:
             m.scan_backend = backend
 
 
-def patch_norm_backend(model: torch.nn.Module, backend: str, out_format: str) -> int:
-    """Swap the forward of ssm_apps's LayerNorm2d class(es) in ``model`` for ``layer_norm_2d``
-    (class-wide, for the rest of this process); returns how many modules are affected."""
-    fmt = {"channels_last": torch.channels_last, "preserve": torch.preserve_format}[out_format]
+def patch_norm_backend(model: torch.nn.Module, backend: str, out_format: str):
+    """With backend "triton", swap the forward of ssm_apps's LayerNorm2d class(es) in ``model`` for
+    ``layer_norm_2d`` (class-wide). Returns (how many modules are affected, a function undoing it)."""
     classes = {type(m) for m in model.modules()
                if type(m).__name__ == "LayerNorm2d" and type(m).__module__.startswith("ssm_apps")}
-    for cls in classes:
-        def forward(self, x, _backend=backend):
-            return layer_norm_2d(x, self.weight, self.bias, self.eps, backend=_backend, memory_format=fmt)
+    if backend != "triton":
+        return 0, lambda: None
+    fmt = {"channels_last": torch.channels_last, "preserve": torch.preserve_format}[out_format]
+    saved = {cls: cls.__dict__.get("forward") for cls in classes}
 
+    def forward(self, x):
+        return layer_norm_2d(x, self.weight, self.bias, self.eps, backend="triton", memory_format=fmt)
+
+    for cls in classes:
         cls.forward = forward
-    return sum(type(m) in classes for m in model.modules())
+
+    def undo() -> None:
+        for cls, fwd in saved.items():
+            if fwd is None:
+                del cls.forward
+            else:
+                cls.forward = fwd
+
+    return sum(type(m) in classes for m in model.modules()), undo
 
 
 def make_train_step(model, module, batch: int, size: int, device: str, graph: bool):
@@ -176,7 +188,8 @@ def make_train_step(model, module, batch: int, size: int, device: str, graph: bo
             opt.step()
             opt.zero_grad(set_to_none=True)
 
-        return step, opt
+        step._opt = opt
+        return step
     opt = torch.optim.AdamW(module.parameters(), lr=1e-4, capturable=True)
     static_x = inputs[0].clone()
 
@@ -202,18 +215,27 @@ def make_train_step(model, module, batch: int, size: int, device: str, graph: bo
         static_x.copy_(next_input())
         g.replay()
 
-    replay._graph = g  # keep the graph (and its memory pool) alive with the step
-    return replay, opt
+    replay._graph = g  # the graph (and its memory pool) and the optimizer whose state it updates
+    replay._opt = opt  # live as long as the step
+    return replay
 
 
-def measure(name: str, args, graph: bool = False, compile_model: bool = False) -> dict:
+def measure(name: str, args, norm: str, graph: bool = False, compile_model: bool = False) -> dict:
     """Inference img/s (fp32, bf16) and training step statistics of one model; ``graph``: the training
     step only, captured in a CUDA graph; ``compile_model``: through ``torch.compile`` (inductor; the
     scans stay opaque)."""
     device = args.device
     module = timm.create_model(name, num_classes=1000).to(device)
     set_backend(module, args.scan_backend)
-    patched = patch_norm_backend(module, args.norm_backend, args.norm_out) if args.norm_backend == "triton" else 0
+    patched, undo = patch_norm_backend(module, norm, args.norm_out)
+    try:
+        return _measure(name, args, module, norm, patched, graph, compile_model)
+    finally:
+        undo()
+
+
+def _measure(name, args, module, norm, patched, graph, compile_model) -> dict:
+    device = args.device
     if compile_model:
         # the scans are compiler-disabled calls, so every block's forward is a frame of its own that
         # dynamo compiles once per stage shape and grad mode: more than its default limit of 8; with
@@ -222,7 +244,7 @@ def measure(name: str, args, graph: bool = False, compile_model: bool = False) -
         torch._dynamo.config.accumulated_recompile_limit = 1024
         torch._dynamo.config.automatic_dynamic_shapes = False
     model = torch.compile(module) if compile_model else module
-    row = {"model": name, "cuda_graph": graph, "compiled": compile_model,
+    row = {"model": name, "norm_backend": norm, "cuda_graph": graph, "compiled": compile_model,
            "params": sum(p.numel() for p in module.parameters()), "patched_norms": patched}
     x = torch.randn(args.batch, 3, args.size, args.size, device=device)
     if not graph:
@@ -235,13 +257,13 @@ def measure(name: str, args, graph: bool = False, compile_model: bool = False) -
     module.train()
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    step, opt = make_train_step(model, module, args.batch, args.size, device, graph)
+    step = make_train_step(model, module, args.batch, args.size, device, graph)
     stats = step_statistics(step, args.steps, args.warmup, device, args.batch)
     row["train_bf16_img_s"] = stats.pop("img_s")
     row["train_bf16"] = stats
     if device == "cuda":
         row["train_peak_mem_GiB"] = torch.cuda.max_memory_allocated() / 2**30
-    del model, module, opt, step
+    model = module = step = None  # free the model before the next one
     if device == "cuda":
         torch.cuda.empty_cache()
     return row
@@ -288,14 +310,20 @@ def _with_module_ranges(model: torch.nn.Module) -> list:
     return handles
 
 
-def profile_training(name: str, args, top: int = 15) -> dict:
+def profile_training(name: str, args, norm: str, top: int = 15) -> dict:
     """One bf16 training step under the profiler: GPU time by CUDA kernel, by module (forward) and by
     autograd node (backward). Shares are of the step's total kernel time."""
     model = timm.create_model(name, num_classes=1000).cuda().train()
     set_backend(model, args.scan_backend)
-    if args.norm_backend == "triton":
-        patch_norm_backend(model, args.norm_backend, args.norm_out)
-    step, _ = make_train_step(model, model, args.batch, args.size, "cuda", graph=False)
+    _, undo = patch_norm_backend(model, norm, args.norm_out)
+    try:
+        return _profile(model, args, top)
+    finally:
+        undo()
+
+
+def _profile(model, args, top: int) -> dict:
+    step = make_train_step(model, model, args.batch, args.size, "cuda", graph=False)
     for _ in range(3):
         step()
     torch.cuda.synchronize()
@@ -360,13 +388,18 @@ def add_ratios(rows: list[dict], tf32: str) -> None:
                     "infer_bf16": r["infer_bf16_img_s"] / base["infer_bf16_img_s"]}
 
 
+def _label(r: dict) -> str:
+    return (r["model"] + (" +tln" if r.get("norm_backend") == "triton" else "")
+            + (" (graph)" if r.get("cuda_graph") else "") + (" (compiled)" if r.get("compiled") else ""))
+
+
 def print_table(rows: list[dict], header: str) -> None:
     print(f"\n{header}")
     print(f"{'model':30s} {'params':>11s} {'inf fp32':>9s} {'inf bf16':>9s} {'train':>7s} {'step med':>8s} "
           f"{'p90/med':>7s} {'enq med':>7s} {'wall med':>8s} {'pipe':>7s} {'x official f32/b16/trn':>23s} "
           f"{'x ' + REFERENCE_BASELINE + ' trn':>18s}")
     for r in rows:
-        label = r["model"] + (" (graph)" if r.get("cuda_graph") else "") + (" (compiled)" if r.get("compiled") else "")
+        label = _label(r)
         if "error" in r:
             print(f"{label:30s} ERROR {r['error']}")
             continue
@@ -380,7 +413,8 @@ def print_table(rows: list[dict], header: str) -> None:
               f"{t['event']['median_ms']:8.2f} {t['event']['p90_over_median']:7.3f} {t['enqueue']['median_ms']:7.2f} "
               f"{t['wall']['median_ms']:8.2f} {t['pipelined_img_s']:7.0f} {off_s:>23s} {base_s:>18s}")
     print("train = batch / median CUDA-event step time; step med / enq med / wall med: ms per step (GPU "
-          "events; host time to enqueue; wall to the step's end); pipe: img/s of the steps back to back")
+          "events; host time to enqueue; wall to the step's end); pipe: img/s of the steps back to back; "
+          "+tln: LayerNorm2d on the Triton kernels")
 
 
 def main() -> None:
@@ -393,8 +427,9 @@ def main() -> None:
     p.add_argument("--models", nargs="+", default=DEFAULT_MODELS,
                    help=f"timm names, or 'all' ({', '.join(OURS + BASELINES)}); default {DEFAULT_MODELS}")
     p.add_argument("--scan-backend", default=None, help="force the selective-scan backend (default: best available)")
-    p.add_argument("--norm-backend", choices=["torch", "triton"], default="torch",
-                   help="LayerNorm2d: 'torch' (the model's permute + F.layer_norm) or 'triton' (kernels.norm)")
+    p.add_argument("--norm-backend", nargs="+", choices=["torch", "triton"], default=["torch"],
+                   help="LayerNorm2d: 'torch' (the model's permute + F.layer_norm), 'triton' (kernels.norm), "
+                        "or both (each of our models measured with each, in this order)")
     p.add_argument("--norm-out", choices=["channels_last", "preserve"], default="channels_last",
                    help="memory layout of the Triton LayerNorm2d's output (channels_last = the torch path's)")
     p.add_argument("--tf32", choices=["on", "off"], default="on",
@@ -422,47 +457,52 @@ def main() -> None:
     if args.compile:
         variants.append((False, True))
     for name in args.models:
-        for graph, compile_model in variants:
-            t0 = time.perf_counter()
-            try:
-                rows.append(measure(name, args, graph, compile_model))
-            except Exception as exc:  # an ERROR row; measure the others, exit non-zero at the end
-                rows.append({"model": name, "cuda_graph": graph, "compiled": compile_model,
-                             "error": f"{type(exc).__name__}: {exc}"[:400]})
-                if args.device == "cuda":
-                    torch.cuda.empty_cache()
-            rows[-1]["wall_s"] = time.perf_counter() - t0
-            print({k: v for k, v in rows[-1].items() if k != "train_bf16"}, flush=True)
+        # the baselines have no ssm_apps LayerNorm2d: measured once
+        norms = args.norm_backend if name in OURS or name not in BASELINES else args.norm_backend[:1]
+        for norm in norms:
+            for graph, compile_model in variants:
+                t0 = time.perf_counter()
+                try:
+                    rows.append(measure(name, args, norm, graph, compile_model))
+                except Exception as exc:  # an ERROR row; measure the others, exit non-zero at the end
+                    rows.append({"model": name, "norm_backend": norm, "cuda_graph": graph, "compiled": compile_model,
+                                 "error": f"{type(exc).__name__}: {exc}"[:400]})
+                    if args.device == "cuda":
+                        torch.cuda.empty_cache()
+                rows[-1]["wall_s"] = time.perf_counter() - t0
+                print({k: v for k, v in rows[-1].items() if k != "train_bf16"}, flush=True)
     add_ratios(rows, args.tf32)
-    prof = {}
-    if args.profile and args.device == "cuda":
+    profiles = {}
+    for norm in args.norm_backend if args.profile and args.device == "cuda" else ():
         try:
-            prof = profile_training(args.profile, args)
+            prof = profile_training(args.profile, args, norm)
         except Exception as exc:
             prof = {"error": f"{type(exc).__name__}: {exc}"[:400]}
-        measured = next((r for r in rows if r["model"] == args.profile and "error" not in r
-                         and not r["cuda_graph"] and not r["compiled"]), None)
+        measured = next((r for r in rows if r["model"] == args.profile and r.get("norm_backend") == norm
+                         and "error" not in r and not r["cuda_graph"] and not r["compiled"]), None)
         if measured and "step_kernel_ms" in prof:
             step_ms = measured["train_bf16"]["event"]["median_ms"]
             prof["measured_step_ms"] = step_ms
             prof["kernel_share_of_step"] = prof["step_kernel_ms"] / step_ms
-    tag = "_".join([args.scan_backend or "auto", f"tf32{args.tf32}", f"norm{args.norm_backend}"]
+        profiles[f"{args.profile} norm {norm}"] = prof
+    tag = "_".join([args.scan_backend or "auto", f"tf32{args.tf32}", "norm" + "+".join(args.norm_backend)]
                    + (["graph"] if args.cuda_graph else []) + (["compiled"] if args.compile else []))
     print_table(rows, f"{gpu}, torch {torch.__version__}, batch {args.batch}, {args.size}x{args.size}, scan backend "
-                      f"{args.scan_backend or 'auto'}, norm backend {args.norm_backend}, TF32 {args.tf32}, "
+                      f"{args.scan_backend or 'auto'}, norm backend {'/'.join(args.norm_backend)}, TF32 {args.tf32}, "
                       f"{args.steps} training steps; official = VMamba on an H200 (same TF32 setting)")
-    if "step_kernel_ms" in prof:
-        print(f"\nwhere a {args.profile} training step spends GPU time ({prof['step_kernel_ms']:.1f} ms of kernels"
+    for title, prof in profiles.items():
+        if "error" in prof:
+            print(f"profile {title} ERROR {prof['error']}")
+            continue
+        print(f"\nwhere a {title} training step spends GPU time ({prof['step_kernel_ms']:.1f} ms of kernels"
               + (f" in a {prof['measured_step_ms']:.1f} ms step: {prof['kernel_share_of_step']:.0%}"
                  if "measured_step_ms" in prof else "") + "):")
-        for title, key in (("top kernels", "kernels"), ("forward by module", "forward_by_module"),
-                           ("backward by autograd node", "backward_by_node")):
-            print(f" {title}:")
+        for heading, key in (("top kernels", "kernels"), ("forward by module", "forward_by_module"),
+                             ("backward by autograd node", "backward_by_node")):
+            print(f" {heading}:")
             for r in prof[key]:
                 calls = f"{r['calls']:5d}x" if r["calls"] else "      "
                 print(f"  {r['share']:6.1%} {r['ms']:8.2f} ms {calls}  {r['kernel']}")
-    elif prof:
-        print(f"profile ERROR {prof['error']}")
     slug = re.sub(r"[^a-z0-9]+", "_", gpu.lower()).strip("_")
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = args.out or RESULTS / f"vision_{slug}_{tag}.json"
@@ -472,11 +512,10 @@ def main() -> None:
         "norm_out": args.norm_out, "tf32": args.tf32,
         "allow_tf32": {"cudnn": torch.backends.cudnn.allow_tf32, "matmul": torch.backends.cuda.matmul.allow_tf32},
         "cudnn_benchmark": True, "rows": rows, "official_vmamba_h200": OFFICIAL_H200,
-        "reference_baseline": REFERENCE_BASELINE, "profile": {args.profile: prof} if prof else {}}, indent=2))
+        "reference_baseline": REFERENCE_BASELINE, "profile": profiles}, indent=2))
     print(f"wrote {out}")
     # a CUDA-graph capture that fails is a finding (reported in its row), not a failed measurement
-    failed = [r["model"] + (" (compiled)" if r.get("compiled") else "") for r in rows
-              if "error" in r and not r.get("cuda_graph")]
+    failed = [_label(r) for r in rows if "error" in r and not r.get("cuda_graph")]
     if failed:
         raise SystemExit(f"bench_vision_gpu.py: {len(failed)} measurement(s) failed (see ERROR rows): {failed}")
 
