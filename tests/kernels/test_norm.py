@@ -171,3 +171,10 @@ def test_bad_arguments_name_themselves(kwargs, match):
     args = {"x": torch.zeros(2, 5, 3, 3), "weight": torch.ones(5), "bias": torch.zeros(5), "backend": "triton"}
     with pytest.raises(ValueError, match=match):
         layer_norm_2d(**{**args, **kwargs})
+
+
+def test_triton_int64_offsets(monkeypatch):
+    """The WIDE variant (int64 offsets inside a batch row, for rows of 2^31+ elements) computes the same."""
+    monkeypatch.setattr(norm_triton, "_wide", lambda *args: True)
+    weight, bias = params(5)
+    run_and_check(make_map(3, 5, 3, 5, "channels_last", torch.float32, seed=8), weight, bias)
