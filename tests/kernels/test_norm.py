@@ -178,3 +178,14 @@ def test_triton_int64_offsets(monkeypatch):
     monkeypatch.setattr(norm_triton, "_wide", lambda *args: True)
     weight, bias = params(5)
     run_and_check(make_map(3, 5, 3, 5, "channels_last", torch.float32, seed=8), weight, bias)
+
+
+def test_triton_backward_of_a_sum_reads_the_expanded_gradient():
+    """``y.sum()`` hands the backward an expanded (all-zero strides) dy, read in place."""
+    x = make_map(2, 7, 3, 5, "contiguous", torch.float32, seed=9).requires_grad_()
+    weight, bias = params(7)
+    layer_norm_2d(x, weight, bias, backend="triton").sum().backward()
+    xd, wd, bd = (t.detach().double().requires_grad_() for t in (x, weight, bias))
+    F.layer_norm(xd.permute(0, 2, 3, 1), (7,), wd, bd, 1e-5).sum().backward()
+    for name, got, want in (("dx", x.grad, xd.grad), ("dweight", weight.grad, wd.grad), ("dbias", bias.grad, bd.grad)):
+        close(got, want, TOL_MAP[torch.float32] if name == "dx" else TOL_PARAM, name)

@@ -257,7 +257,8 @@ def ln2d_fwd(
             syb, syc, syp,
             eps,
             HAS_WEIGHT=weight is not None, HAS_BIAS=bias is not None,
-            WIDE=_wide(c, p, (sxb, sxc, sxp), (syb, syc, syp)), BLOCK_C=block_c, BLOCK_P=block_p, num_warps=warps,
+            WIDE=_wide(c, p, (sxb, sxc, sxp), (syb, syc, syp)),
+            BLOCK_C=block_c, BLOCK_P=block_p, num_warps=warps,
         )
     return y, mean, rstd, x
 
@@ -274,7 +275,7 @@ def ln2d_bwd(
     """The backward kernel, no autograd.
 
     Args:
-        dy: (B, C, H, W) gradient of the output, any strides.
+        dy: (B, C, H, W) gradient of the output, any strides (an expanded one is read in place).
         x: the map the forward kernel read (its strides collapse, see ``_pixel_view``).
         weight: (C,) scale or None.
         mean: (B, H*W) float32 from ``ln2d_fwd``.
@@ -310,7 +311,8 @@ def ln2d_bwd(
                 sdyb, sdyc, sdyp,
                 sdxb, sdxc, sdxp,
                 HAS_WEIGHT=weight is not None, NEED_DW=need_dweight, NEED_DB=need_dbias,
-                WIDE=_wide(c, p, (sxb, sxc, sxp), (sdyb, sdyc, sdyp), (sdxb, sdxc, sdxp)), BLOCK_C=block_c, BLOCK_P=block_p, num_warps=warps,
+                WIDE=_wide(c, p, (sxb, sxc, sxp), (sdyb, sdyc, sdyp), (sdxb, sdxc, sdxp)),
+                BLOCK_C=block_c, BLOCK_P=block_p, num_warps=warps,
             )
     if need_dweight and need_dbias:
         sums = parts.sum(dim=1)
