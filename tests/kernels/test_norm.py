@@ -189,3 +189,12 @@ def test_triton_backward_of_a_sum_reads_the_expanded_gradient():
     F.layer_norm(xd.permute(0, 2, 3, 1), (7,), wd, bd, 1e-5).sum().backward()
     for name, got, want in (("dx", x.grad, xd.grad), ("dweight", weight.grad, wd.grad), ("dbias", bias.grad, bd.grad)):
         close(got, want, TOL_MAP[torch.float32] if name == "dx" else TOL_PARAM, name)
+
+
+def test_triton_backend_refuses_cpu_tensors_outside_the_interpreter(monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    x = torch.randn(2, 5, 3, 3)
+    with pytest.raises(ValueError, match=r"backend 'triton' needs triton and a CUDA tensor .* got a tensor on cpu"):
+        layer_norm_2d(x, backend="triton")
+    torch.testing.assert_close(layer_norm_2d(x), F.layer_norm(x.permute(0, 2, 3, 1), (5,)).permute(0, 3, 1, 2),
+                               rtol=0, atol=0)  # backend None on CPU: the PyTorch path
