@@ -2,8 +2,8 @@
 
     python benchmarks/bench_vision_gpu.py [--models vmamba_tiny_s1l8 convnext_tiny ...] [--batch 128]
         [--steps 50] [--tf32 on|off] [--cuda-graph] [--norm-backend torch|triton] [--scan-backend ...]
-    python benchmarks/bench_vision_gpu.py --device cpu --models vmamba_tiny_s1l8 --batch 2 --size 64 \\
-        --steps 2 --iters 1 --profile ''        # smoke run: the code path, timings mean nothing
+    python benchmarks/bench_vision_gpu.py --device cpu --models vmamba_tiny_s1l8 --batch 1 --size 32 \\
+        --steps 1 --warmup 0 --iters 1 --profile ''   # smoke run (~2 min): the code path, timings mean nothing
 
 Per model, random inputs at ``--size`` (224), batch ``--batch`` (128):
 - inference img/s: eval mode, no_grad, fp32 and bf16 autocast (median of ``--iters`` calls);
