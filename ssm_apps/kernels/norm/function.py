@@ -1,7 +1,8 @@
 """``layer_norm_2d``: the channel-first LayerNorm entry point, dispatching to Triton or PyTorch.
 
 The Triton path is a ``torch.autograd.Function`` over the kernels of ``triton.py`` (imported
-lazily, so the package works without triton); the PyTorch path is ``torch.layer_norm_2d_torch``.
+lazily, so the package works without triton); the PyTorch path is ``layer_norm_2d_torch`` of this
+package's ``torch.py``.
 """
 from __future__ import annotations
 
@@ -80,7 +81,8 @@ def layer_norm_2d(
     ``LayerNorm2d`` semantics). Under autocast the output is in the autocast dtype; otherwise in
     x's dtype. The Triton path reads x in its own dtype and strides (no permute copy) and applies
     weight / bias in float32 in their own dtype (the PyTorch path first rounds them to the autocast
-    dtype); their gradients come back in float32 sums cast to their dtype.
+    dtype); their gradients come back in float32 sums cast to their dtype. The Triton path computes in
+    float32 for every input dtype (float64 maps too, with float32-level errors).
 
     Args:
         x: (B, C, H, W) map, any strides.
