@@ -159,29 +159,31 @@ def oracle_ref(inp, grad_out, grad_last):
     return out.detach(), last.detach(), dict(zip(names, gs))
 
 
+# The small-shape sweep: b, d, L, n, (B, C) layouts (s shared, g grouped, c constant), dtype, z, D, bias, extra
+SMALL_SWEEP_CASES = [
+    (2, 8, 37, 8, ("s", "s"), torch.float32, True, True, True, {}),
+    (1, 5, 1, 4, ("s", "s"), torch.float32, False, False, False, {}),
+    (2, 8, 601, 16, ("g", "g"), torch.bfloat16, True, True, True, {}),
+    (2, 8, 300, 16, ("s", "s"), torch.float32, True, True, True, {"last_grad": True}),
+    (2, 6, 19, 3, ("c", "c"), torch.float32, True, False, True, {}),
+    (1, 8, 50, 5, ("c", "g"), torch.float32, False, True, False, {}),
+    (2, 8, 129, 2, ("g", "s"), torch.bfloat16, False, False, False, {}),
+    (2, 12, 263, 1, ("g", "g"), torch.float32, False, True, True, {"groups": 4}),
+    (1, 4, 40, 64, ("s", "s"), torch.float32, True, True, True, {}),
+    (1, 2, 33, 256, ("s", "c"), torch.float32, False, True, True, {}),
+    (2, 8, 77, 16, ("s", "s"), torch.bfloat16, True, True, True, {"out_dtype": torch.float32}),
+    (2, 8, 601, 16, ("s", "s"), torch.float32, True, True, True, {"segments": 1, "last_grad": True}),
+    (1, 4, 1100, 4, ("g", "c"), torch.float32, True, True, True, {"segments": 3, "last_grad": True}),
+    (2, 32, 700, 1, ("g", "g"), torch.bfloat16, False, True, True, {"groups": 4}),
+]
+
+
 def small_sweep(keep_going=False, failures=None) -> list[dict]:
     """Compiled kernels vs the float64 oracle on small shapes covering every feature."""
     from ssm_apps.kernels import TritonScanOptions
 
-    cases = [
-        # b, d, L, n, (B, C) layouts, dtype, z, D, bias, extra
-        (2, 8, 37, 8, ("s", "s"), torch.float32, True, True, True, {}),
-        (1, 5, 1, 4, ("s", "s"), torch.float32, False, False, False, {}),
-        (2, 8, 601, 16, ("g", "g"), torch.bfloat16, True, True, True, {}),
-        (2, 8, 300, 16, ("s", "s"), torch.float32, True, True, True, {"last_grad": True}),
-        (2, 6, 19, 3, ("c", "c"), torch.float32, True, False, True, {}),
-        (1, 8, 50, 5, ("c", "g"), torch.float32, False, True, False, {}),
-        (2, 8, 129, 2, ("g", "s"), torch.bfloat16, False, False, False, {}),
-        (2, 12, 263, 1, ("g", "g"), torch.float32, False, True, True, {"groups": 4}),
-        (1, 4, 40, 64, ("s", "s"), torch.float32, True, True, True, {}),
-        (1, 2, 33, 256, ("s", "c"), torch.float32, False, True, True, {}),
-        (2, 8, 77, 16, ("s", "s"), torch.bfloat16, True, True, True, {"out_dtype": torch.float32}),
-        (2, 8, 601, 16, ("s", "s"), torch.float32, True, True, True, {"segments": 1, "last_grad": True}),
-        (1, 4, 1100, 4, ("g", "c"), torch.float32, True, True, True, {"segments": 3, "last_grad": True}),
-        (2, 32, 700, 1, ("g", "g"), torch.bfloat16, False, True, True, {"groups": 4}),
-    ]
     results = []
-    for b, d, L, n, lay, dtype, use_z, use_D, use_bias, extra in cases:
+    for b, d, L, n, lay, dtype, use_z, use_D, use_bias, extra in SMALL_SWEEP_CASES:
         gen = torch.Generator(device=DEV).manual_seed(L * 7 + n)
         rn = lambda *s: torch.randn(*s, generator=gen, device=DEV)  # noqa: E731
         groups = extra.get("groups", 2)
@@ -328,6 +330,13 @@ FUSED_2D_ROWS = [
 ]
 
 
+# Small fused-scan checks on compiled kernels: b, c, sizes, n, pattern, segments
+FUSED_SMALL_CASES = [
+    (2, 8, (9, 7), 1, "cross4", None), (1, 4, (30, 30), 1, "cross4", None), (2, 6, (7, 9), 4, "omni8", None),
+    (2, 5, (5, 6), 4, "bidi", None), (1, 4, (5, 6, 7), 4, "tri6", None), (1, 4, (20, 30), 4, "cross4", 1),
+]
+
+
 def fused_2d_section(do_bench, warmup: int, rep: int, failures: list) -> dict:
     """Fused cross4 scan vs our own unfused chain (cross_scan -> Triton selective_scan -> cross_merge).
 
@@ -406,11 +415,7 @@ def fused_2d_section(do_bench, warmup: int, rep: int, failures: list) -> dict:
         return report
 
     # 1) small shapes, compiled, both merge schemes, vs the torch-backend chain in fp32
-    small = [  # b, c, sizes, n, pattern, segments
-        (2, 8, (9, 7), 1, "cross4", None), (1, 4, (30, 30), 1, "cross4", None), (2, 6, (7, 9), 4, "omni8", None),
-        (2, 5, (5, 6), 4, "bidi", None), (1, 4, (5, 6, 7), 4, "tri6", None), (1, 4, (20, 30), 4, "cross4", 1),
-    ]
-    for b, c, sizes, n, pattern, seg in small:
+    for b, c, sizes, n, pattern, seg in FUSED_SMALL_CASES:
         k = {"cross4": 4, "bidi": 2, "omni8": 8, "tri6": 6}[pattern]
         inp = inputs(b, c, sizes, n, k, torch.float32, seed=b * 100 + c + n)
         torch_chain = (selective_scan_3d if pattern == "tri6" else selective_scan_2d)

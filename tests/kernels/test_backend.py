@@ -6,6 +6,7 @@ Triton interpreter (switched on by tests/conftest.py) runs the launches on CPU t
 from __future__ import annotations
 
 import contextlib
+from typing import ClassVar
 
 import pytest
 import torch
@@ -38,7 +39,7 @@ def test_pick_backend():
 class _RecordingDevice:
     """Stands in for ``torch.cuda.device``: records the device and how deep the guards are nested."""
 
-    entered: list = []
+    entered: ClassVar[list] = []
     depth = 0
 
     def __init__(self, device):

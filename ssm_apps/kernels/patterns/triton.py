@@ -160,7 +160,7 @@ def scan_routes(x: torch.Tensor, pattern: str, sizes: tuple[int, ...]) -> torch.
         return out
     x = x.contiguous()
     bc, bl, warps = _tile()
-    n_cblk, n_lblk = triton.cdiv(c, bc), triton.cdiv(length, bl)
+    n_cblk, n_lblk = -(-c // bc), -(-length // bl)
     with device_guard(x.device):
         _scan_kernel[(b * n_cblk * n_lblk, k)](
             x_ptr=x, src_ptr=src, out_ptr=out, C=c, N=n, L=length, n_cblk=n_cblk, n_lblk=n_lblk,
@@ -184,7 +184,7 @@ def merge_routes(ys: torch.Tensor, pattern: str, sizes: tuple[int, ...]) -> torc
         return out
     ys = ys.contiguous()
     bc, bn, warps = _tile()
-    n_cblk, n_nblk = triton.cdiv(c, bc), triton.cdiv(n, bn)
+    n_cblk, n_nblk = -(-c // bc), -(-n // bn)
     with device_guard(ys.device):
         _merge_kernel[(b * n_cblk * n_nblk,)](
             ys_ptr=ys, inv_ptr=inv, out_ptr=out, C=c, N=n, L=length, n_cblk=n_cblk, n_nblk=n_nblk,

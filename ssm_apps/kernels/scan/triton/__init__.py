@@ -28,7 +28,7 @@ entering state. The backward mirrors it for dh (pass 1: dh at each segment start
 entering from later steps, and the sum of dt_{t+1}; then a reverse chain).
 
 Saved for backward: the inputs (as given, made contiguous) and the float32 state at the
-end of every ``CHECKPOINT_STEPS``-step chunk, laid out (b, n_chunks, n, d) -- that is
+end of every ``TritonScanOptions.checkpoint_steps``-step chunk (256), laid out (b, n_chunks, n, d) -- that is
 b*d*n*L/256 floats, independent of the tile sizes the autotuner picks.
 
 Backward: each program walks the checkpoint chunks of its segment in reverse. For each chunk
@@ -51,7 +51,7 @@ loaded from the map x (b, c, L) at that pixel, delta (b, K*c, L), B and C at tha
 per-pixel rows (both through element strides, so x channels-last and delta in (b, L, K, c) memory
 give a warp's lanes consecutive channels: coalesced for every route); the output is summed over
 routes into a float32 map with relaxed ``atomic_add`` (``ATOMIC_OUT``; or a per-route buffer,
-``FUSED_ATOMIC = False``, measured slower). The backward gathers dout the same way, accumulates du
+``TritonScanOptions(fused_atomic=False)``, measured slower). The backward gathers dout the same way, accumulates du
 over routes with atomics and writes ddelta / dB / dC at the pixels. With GATHER off every branch
 compiles away (plain scan unchanged: H100 VMamba-T row 0.333 / 0.984 ms fwd / bwd after).
 

@@ -197,40 +197,51 @@ def _next_offsets(idx_ptr, grp, t, L, row, ptr2, stride_delta_pixel, GATHER: tl.
 
 # ----------------------------------------------------------------------------- host side
 
+def _cdiv(a: int, b: int) -> int:
+    """ceil(a / b) for ints on the host (``triton.cdiv`` costs microseconds per call)."""
+    return -(-a // b)
+
+
 def _next_pow2(x: int) -> int:
     return 1 << max(0, int(x) - 1).bit_length()
+
+
+_BC_ARG_NAMES = {name: (f"stride_{name}_batch", f"stride_{name}_group", f"ratio_{name}_group") for name in "BC"}
 
 
 def _bc_args(X: torch.Tensor, groups: int, name: str) -> tuple[torch.Tensor, bool, dict[str, int]]:
     """(tensor, varies in time, {stride_<name>_batch, stride_<name>_group, ratio_<name>_group}) for a B or
     C argument ``name``: its (b, g, n, L) view's batch and group strides and the channel groups per group
     of X (zeros and 1 when X is constant (d, n))."""
+    batch, group, ratio = _BC_ARG_NAMES[name]
     if X.dim() == 2:
-        return X, False, {f"stride_{name}_batch": 0, f"stride_{name}_group": 0, f"ratio_{name}_group": 1}
+        return X, False, {batch: 0, group: 0, ratio: 1}
     X4 = X if X.dim() == 4 else X.unsqueeze(1)
-    return X4, True, {f"stride_{name}_batch": X4.stride(0), f"stride_{name}_group": X4.stride(1),
-                      f"ratio_{name}_group": groups // X4.shape[1]}
+    return X4, True, {batch: X4.stride(0), group: X4.stride(1), ratio: groups // X4.shape[1]}
 
 
 def _sizes(delta, A, B, C, checkpoint_steps: int):
     batch, dim, length = delta.shape
     dstate = A.shape[1]
     groups = num_groups(B, C)
-    n_ckpt = triton.cdiv(length, checkpoint_steps)
+    n_ckpt = _cdiv(length, checkpoint_steps)
     return batch, dim, length, dstate, groups, dim // groups, _next_pow2(dstate), n_ckpt
+
+
+_GATHER_STRIDE_NAMES = ("stride_x_batch", "stride_x_channel", "stride_x_pixel", "stride_delta_batch",
+                        "stride_delta_route", "stride_delta_channel", "stride_delta_pixel")
+_NO_GATHER_STRIDES = dict.fromkeys(_GATHER_STRIDE_NAMES, 0)
 
 
 def _gather_strides(u: torch.Tensor, delta: torch.Tensor, groups: int, gather: bool) -> dict[str, int]:
     """Element strides of x (b, c, L) and delta (b, K*c, L) by batch, (route,) channel and pixel for the
     fused pattern scan, as the kernels' ``stride_x_*`` / ``stride_delta_*`` arguments; zeros for the
     plain scan."""
-    names = ("stride_x_batch", "stride_x_channel", "stride_x_pixel", "stride_delta_batch", "stride_delta_route",
-             "stride_delta_channel", "stride_delta_pixel")
     if not gather:
-        return dict.fromkeys(names, 0)
+        return dict(_NO_GATHER_STRIDES)
     dg = delta.shape[1] // groups
-    return dict(zip(names, (u.stride(0), u.stride(1), u.stride(2), delta.stride(0), dg * delta.stride(1),
-                            delta.stride(1), delta.stride(2))))
+    return dict(zip(_GATHER_STRIDE_NAMES, (u.stride(0), u.stride(1), u.stride(2), delta.stride(0),
+                                           dg * delta.stride(1), delta.stride(1), delta.stride(2))))
 
 
 def _flags(*bits) -> int:

@@ -83,6 +83,8 @@ class _Launcher:
 
 
 _TUNED: dict = {}
+#: the same launchers by the arguments of ``_launcher`` (one dict look-up per launch)
+_BY_CALL: dict = {}
 #: kind -> (kernel, configuration family "fwd" / "bwd", outputs zeroed between the autotuner's trial
 #: runs: those accumulated with atomics); filled by the kernel modules through ``register``.
 _KERNELS: dict = {}
@@ -115,13 +117,17 @@ def _launcher(kind: str, nb: int, dg: int, device: torch.device, options: Triton
 
     Keyed by device too: the tuning found on one GPU is not reused on another (of another kind,
     or another load)."""
-    cap = min(_next_pow2(dg), 128)
-    key = LauncherKey(kind, nb, cap, interpreting(), options.first_config_only, options.checkpoint_steps,
-                      str(device))
-    if key not in _TUNED:
-        fn, cfg_kind, reset = _KERNELS[kind]
-        _TUNED[key] = _Launcher(fn, _configs(cfg_kind, nb, cap, options), reset)
-    return _TUNED[key]
+    fast_key = (kind, nb, dg, device, options)
+    launcher = _BY_CALL.get(fast_key)
+    if launcher is None:
+        cap = min(_next_pow2(dg), 128)
+        key = LauncherKey(kind, nb, cap, interpreting(), options.first_config_only, options.checkpoint_steps,
+                          str(device))
+        if key not in _TUNED:
+            fn, cfg_kind, reset = _KERNELS[kind]
+            _TUNED[key] = _Launcher(fn, _configs(cfg_kind, nb, cap, options), reset)
+        launcher = _BY_CALL[fast_key] = _TUNED[key]
+    return launcher
 
 
 def tuned_launchers() -> dict[LauncherKey, _Launcher]:

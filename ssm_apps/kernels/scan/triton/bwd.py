@@ -10,6 +10,7 @@ from ..options import TritonScanOptions
 from ._common import (
     _LOG2E,
     _bc_args,
+    _cdiv,
     _channel_vector,
     _combine,
     _dt_of,
@@ -271,7 +272,7 @@ def _backward(u, delta, A, B, C, D, z, delta_bias, softplus, states, dout, dlast
         has_dh0 = n_seg > 1 or dlast is not None
         flags = _flags(has_z, has_d, has_bias, softplus, b_var, c_var, has_dh0, gather, atomic_out)
         _launcher("bwd", nb, dg, dev, options)(
-            lambda meta: (batch * groups * triton.cdiv(dg, meta["BD"]), n_seg), (*keys.values(), flags, *dtypes),
+            lambda meta: (batch * groups * _cdiv(dg, meta["BD"]), n_seg), (*keys.values(), flags, *dtypes),
             # Pointers: inputs, saved states, incoming gradients, scratch
             u_ptr=u, dt_ptr=delta, z_ptr=z if has_z else u, A_ptr=A, B_ptr=Bk, C_ptr=Ck, D_ptr=D if has_d else A,
             bias_ptr=delta_bias if has_bias else A, st_ptr=states, dout_ptr=dout, dh0_ptr=dh0, scr_ptr=scratch,

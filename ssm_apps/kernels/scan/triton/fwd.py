@@ -10,6 +10,7 @@ from ..options import TritonScanOptions
 from ._common import (
     _LOG2E,
     _bc_args,
+    _cdiv,
     _channel_vector,
     _dt_of,
     _flags,
@@ -153,7 +154,7 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, save_all, save_last,
         flags = _flags(has_z, has_d, has_bias, softplus, b_var, c_var, save_all, save_last, n_seg > 1, gather,
                        atomic_out)
         _launcher("fwd", nb, dg, dev, options)(
-            lambda meta: (batch * groups * triton.cdiv(dg, meta["BD"]), n_seg), (*keys.values(), flags, *dtypes),
+            lambda meta: (batch * groups * _cdiv(dg, meta["BD"]), n_seg), (*keys.values(), flags, *dtypes),
             # Pointers
             u_ptr=u, dt_ptr=delta, z_ptr=z if has_z else u, A_ptr=A, B_ptr=Bk, C_ptr=Ck,
             D_ptr=D if has_d else u, bias_ptr=delta_bias if has_bias else u, out_ptr=out, st_ptr=states,

@@ -13,6 +13,7 @@ import triton.language as tl
 from ..options import TritonScanOptions
 from ._common import (
     _LOG2E,
+    _cdiv,
     _channel_vector,
     _combine,
     _dt_of,
@@ -227,9 +228,9 @@ def _segments(batch: int, dim: int, n_ckpt: int, forced: int | None = None) -> t
     elif batch * dim >= SEGMENT_MIN_ROWS or n_ckpt < 2:
         n = 1
     else:
-        n = min(n_ckpt, triton.cdiv(SEGMENT_TARGET_ROWS, batch * dim))
-    seg_ck = triton.cdiv(n_ckpt, n)
-    return triton.cdiv(n_ckpt, seg_ck), seg_ck
+        n = min(n_ckpt, _cdiv(SEGMENT_TARGET_ROWS, batch * dim))
+    seg_ck = _cdiv(n_ckpt, n)
+    return _cdiv(n_ckpt, seg_ck), seg_ck
 
 
 def _combine_block(nb: int) -> int:
@@ -249,7 +250,7 @@ def segment_entry_states(u, delta, A, Bk, delta_bias, idx, *, softplus, b_var, g
     dts = torch.empty((batch, n_seg, dim), device=dev, dtype=torch.float32)
     flags = _flags(has_bias, softplus, b_var, gather)
     _launcher("fseg", nb, dg, dev, options)(
-        lambda meta: (batch * groups * triton.cdiv(dg, meta["BD"]), n_seg - 1), (*keys.values(), flags, *dtypes),
+        lambda meta: (batch * groups * _cdiv(dg, meta["BD"]), n_seg - 1), (*keys.values(), flags, *dtypes),
         # Pointers
         u_ptr=u, dt_ptr=delta, A_ptr=A, B_ptr=Bk, bias_ptr=delta_bias if has_bias else u, hend_ptr=hend,
         dts_ptr=dts, idx_ptr=idx,
@@ -264,7 +265,7 @@ def segment_entry_states(u, delta, A, Bk, delta_bias, idx, *, softplus, b_var, g
     )
     h0 = torch.empty((batch, n_seg, dstate, dim), device=dev, dtype=torch.float32)
     cb = _combine_block(nb)
-    _seg_fwd_combine_kernel[(batch * triton.cdiv(dim, cb),)](
+    _seg_fwd_combine_kernel[(batch * _cdiv(dim, cb),)](
         hend_ptr=hend, dts_ptr=dts, A_ptr=A, hin_ptr=h0, dim=dim, dstate=dstate, n_seg=n_seg,
         NB=nb, BD=cb, num_warps=4)
     return h0
@@ -285,7 +286,7 @@ def segment_exit_grads(delta, z, A, Ck, delta_bias, dout, dlast, idx, *, softplu
     dtsn = torch.empty((batch, n_seg, dim), device=dev, dtype=f32)
     flags = _flags(has_z, has_bias, softplus, c_var, gather)
     _launcher("bseg", nb, dg, dev, options)(
-        lambda meta: (batch * groups * triton.cdiv(dg, meta["BD"]), n_seg - 1), (*keys.values(), flags, *dtypes),
+        lambda meta: (batch * groups * _cdiv(dg, meta["BD"]), n_seg - 1), (*keys.values(), flags, *dtypes),
         # Pointers
         dt_ptr=delta, z_ptr=z if has_z else delta, A_ptr=A, C_ptr=Ck, bias_ptr=delta_bias if has_bias else A,
         dout_ptr=dout, dhl_ptr=dhl, dtsn_ptr=dtsn, idx_ptr=idx,
@@ -301,7 +302,7 @@ def segment_exit_grads(delta, z, A, Ck, delta_bias, dout, dlast, idx, *, softplu
     )
     dh0 = torch.empty((batch, n_seg, dstate, dim), device=dev, dtype=f32)
     cb = _combine_block(nb)
-    _seg_bwd_combine_kernel[(batch * triton.cdiv(dim, cb),)](
+    _seg_bwd_combine_kernel[(batch * _cdiv(dim, cb),)](
         dhl_ptr=dhl, dtsn_ptr=dtsn, A_ptr=A, dlast_ptr=dlast if dlast is not None else A, dhin_ptr=dh0,
         dim=dim, dstate=dstate, n_seg=n_seg, NB=nb, BD=cb, HAS_DLAST=dlast is not None, num_warps=4)
     return dh0
