@@ -13,7 +13,12 @@ from ssm_apps.codecs.cmamba import CONFIGS, create_cmamba
 from ssm_apps.codecs.container import weights_hash
 from ssm_apps.codecs.metrics import psnr
 from ssm_apps.codecs.pretrained import (
-    DEFAULT_MODEL_ID, export_weights, load_pretrained, load_weights_file, reference_results, shipped_models,
+    DEFAULT_MODEL_ID,
+    export_weights,
+    load_pretrained,
+    load_weights_file,
+    reference_results,
+    shipped_models,
 )
 from tests.helpers import shared_path
 
