@@ -8,7 +8,7 @@ import pytest
 
 from ssm_apps.codecs.container import MAGIC, BitstreamError, Header, pack, unpack
 
-HEADER = Header("cmamba-test", bytes(range(8)), 3, 37, 101, "gray")
+HEADER = Header("cmamba-test", bytes(range(8)), 3, 37, 101, "gray", 0xDEADBEEF)
 PAYLOADS = [b"zz-string", b"y" * 50]
 
 
