@@ -69,7 +69,8 @@ def load_weights_file(path: str | Path, device: str | torch.device = "cpu") -> C
         task = ImageCompressionTask.load_from_checkpoint(path, map_location="cpu")
         model = task.model
         model.update(force=True)
-        model.codec_id = f"custom-{path.stem}"[:255]  # type: ignore[attr-defined]
+        # the weights hash in the header tells checkpoints apart; the id names the architecture
+        model.codec_id = f"custom-cmamba-{task.hparams.model_config}-{task.hparams.metric}"  # type: ignore[attr-defined]
         model.metric = task.hparams.metric  # type: ignore[attr-defined]
     else:
         raise ValueError(f"{path}: neither an exported codec weights file ({FORMAT}) nor an ImageCompressionTask checkpoint")
