@@ -9,6 +9,8 @@ Encode/decode time per image of ours and the baseline on the CPU and, when there
 Writes ``<out>/codec_rd.json`` and ``<out>/codec_rd.png`` and prints a table.
 
     python benchmarks/bench_codec_rd.py --weights runs/codec_r1/cmamba-small-mse.pt --baseline-dir runs/codec_r1
+    python benchmarks/bench_codec_rd.py --train-json runs/codec_r1/train_codec.json \
+        --weights runs/codec_r1/cmamba-small-mse.pt --baseline-dir runs/codec_r1   # GPU rows from training, CPU times here
     python benchmarks/bench_codec_rd.py --quick --device cpu          # JPEG/WebP + any shipped weights, 2 crops
 """
 from __future__ import annotations
@@ -48,6 +50,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--time-images", type=int, default=2, help="images timed on each device")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "codec_rd")
+    p.add_argument("--train-json", type=Path,
+                   help="train_codec.json of train_codec_gpu.py: ours and the baseline's real-file rows (coded on "
+                        "that run's GPU) are taken from it instead of coded again; JPEG/WebP run on the same images")
     p.add_argument("--quick", action="store_true", help="2 centre crops of 256, 5 JPEG/WebP qualities")
     args = p.parse_args(argv)
     if args.quick:
@@ -225,7 +230,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     warnings.filterwarnings("ignore")
     args.out.mkdir(parents=True, exist_ok=True)
+    trained = json.loads(args.train_json.read_text()) if args.train_json else None
+    if trained is not None:
+        args.crop = int(trained["args"].get("eval_crop", 0))  # the images the training run coded
     images = load_images(args)
+    if trained is not None:
+        coded = {r["image"] for job in trained["jobs"] for r in job.get("kodak", {}).get("per_image", []) if "bpp" in r}
+        images = [(name, image) for name, image in images if name in coded]
     jpeg_q = JPEG_QUALITIES[::2] if args.quick else JPEG_QUALITIES
     webp_q = WEBP_QUALITIES[::2] if args.quick else WEBP_QUALITIES
     rows = {"JPEG": pillow_codec(images, "JPEG", jpeg_q), "WebP": pillow_codec(images, "WEBP", webp_q)}
@@ -241,7 +252,28 @@ def main(argv: list[str] | None = None) -> int:
 
     weights = args.weights or shipped_models().get(DEFAULT_MODEL_ID)
     bit_exact = True
-    if weights is not None:
+    if trained is not None:
+        names = {name for name, _ in images}
+        for job in trained["jobs"]:
+            if "error" in job:
+                raise RuntimeError(f"--train-json: job {job['name']} failed: {job['error']}")
+            label = "CMamba (ours)" if job["arch"] == "cmamba" else "mbt2018_mean"
+            coded = [r for r in job["kodak"]["per_image"] if "bpp" in r and r["image"] in names]
+            rows.setdefault(label, []).extend(coded)
+            key = f"{label}/{trained['device']}"
+            timing.setdefault(key, {"encode_s": [], "decode_s": []})
+            for r in coded:
+                timing[key]["encode_s"].append(r["encode_s"])
+                timing[key]["decode_s"].append(r["decode_s"])
+        timing = {k: {m: float(np.mean(v)) for m, v in t.items()} for k, t in timing.items()}
+        bit_exact = all(r.get("bit_exact", True) for r in rows["CMamba (ours)"])
+        devices = ["cpu"]  # the GPU figures come from the training run; time the CPU here
+    if weights is not None and trained is not None:
+        model = load_weights_file(weights, "cpu")
+        qualities = args.qualities or list(range(1, model.num_qualities + 1))
+        _, t = ours_codec(model, images[: args.time_images], [qualities[0], qualities[-1]], "cpu", args.time_images)
+        timing["CMamba (ours)/cpu"] = {k: float(np.mean(v)) for k, v in t.items()}
+    elif weights is not None:
         model = load_weights_file(weights, args.device)
         qualities = args.qualities or list(range(1, model.num_qualities + 1))
         rows["CMamba (ours)"], _ = ours_codec(model, images, qualities, args.device, 0)
@@ -251,8 +283,9 @@ def main(argv: list[str] | None = None) -> int:
             _, t = ours_codec(model, images[: args.time_images], [qualities[0], qualities[-1]], device, args.time_images)
             timing[f"CMamba (ours)/{device_names[device]}"] = {k: float(np.mean(v)) for k, v in t.items()}
     if args.baseline_dir is not None:
-        baselines = load_baselines(args.baseline_dir, args.device)
-        rows["mbt2018_mean"], _ = baseline_codec(baselines, images, args.device, 0)
+        baselines = load_baselines(args.baseline_dir, "cpu" if trained is not None else args.device)
+        if trained is None:
+            rows["mbt2018_mean"], _ = baseline_codec(baselines, images, args.device, 0)
         for device in devices:
             models = {q: m.to(device) for q, m in list(baselines.items())[:1] + list(baselines.items())[-1:]}
             _, t = baseline_codec(models, images[: args.time_images], device, args.time_images)
@@ -260,7 +293,8 @@ def main(argv: list[str] | None = None) -> int:
     curves = {name: curve(r) for name, r in rows.items()}
     bd = {**bd_rates(curves, "CMamba (ours)", ["JPEG", "WebP", "mbt2018_mean"]),
           **bd_rates(curves, "WebP", ["JPEG"]), **bd_rates(curves, "mbt2018_mean", ["JPEG", "WebP"])}
-    summary = {"devices": device_names, "rd_device": device_names.get(args.device.split(":")[0], args.device),
+    rd_device = trained["device"] if trained is not None else device_names.get(args.device.split(":")[0], args.device)
+    summary = {"devices": device_names, "rd_device": rd_device,
                "images": len(images), "crop": args.crop, "weights": str(weights) if weights else None,
                "curves": curves, "bd_rate_percent": bd, "timing_per_image": timing, "bit_exact": bit_exact,
                "per_image": rows}

@@ -14,8 +14,10 @@ resume -- so that all of them come back from a remote run): ``<out>/cmamba-<conf
 exported codec format of ``ssm_apps.codecs.pretrained``, ready to ship) and
 ``<out>/mbt2018_mean-q<q>.pt.z`` (zlib-compressed). ``--resume DIR`` continues from the files of a
 previous run in DIR. Kodak is then evaluated: every image at every quality with the rate
-estimated from the likelihoods, and the first ``--coded-images`` with real bitstreams (file bpp,
-bit-exact decode). ``<out>/train_codec.json`` holds everything; ``<out>/cmamba-<config>-mse.json``
+estimated from the likelihoods and, until ``--deadline`` seconds after the start, with real
+bitstreams (file bpp, PSNR and MS-SSIM of the decoded image, bit-exact check, encode/decode time on
+the GPU). Data: ``runs/codec_data`` (``benchmarks/pack_codec_data.py``, lossless) when it exists,
+else ../shared/data/images. ``<out>/train_codec.json`` holds everything; ``<out>/cmamba-<config>-mse.json``
 the figures that ship beside the weights.
 
     python benchmarks/train_codec_gpu.py --out runs/codec_r1                       # ~8 min on an H200
@@ -58,6 +60,8 @@ from ssm_apps.codecs.metrics import (
 from ssm_apps.codecs.task import sample_qualities, split_parameters
 
 SHARED = REPO.parent / "shared" / "data" / "images"
+PACKED = REPO / "runs" / "codec_data"  # benchmarks/pack_codec_data.py: the same pixels, small enough to travel
+DATA = PACKED if PACKED.is_dir() else SHARED
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -73,10 +77,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--aux-lr", type=float, default=1e-3)
     p.add_argument("--decay-fraction", type=float, default=0.15, help="last fraction of the run at lr / 10")
-    p.add_argument("--train-dirs", type=Path, nargs="+", default=[SHARED / "train", SHARED / "extra"])
-    p.add_argument("--kodak", type=Path, default=SHARED / "kodak")
+    p.add_argument("--train-dirs", type=Path, nargs="+", default=[DATA / "train", DATA / "extra"])
+    p.add_argument("--kodak", type=Path, default=DATA / "kodak")
     p.add_argument("--eval-images", type=int, default=24)
-    p.add_argument("--coded-images", type=int, default=4, help="Kodak images also coded to real bitstreams")
+    p.add_argument("--coded-images", type=int, default=24, help="Kodak images also coded to real bitstreams")
+    p.add_argument("--deadline", type=float, default=470.0,
+                   help="seconds from the start after which no further image is coded (the run stays inside 8 min)")
     p.add_argument("--eval-crop", type=int, default=0, help="centre-crop Kodak to this side (0: full size)")
     p.add_argument("--sequential", action="store_true", help="train the models one after the other in-process")
     p.add_argument("--seed", type=int, default=0)
@@ -248,6 +254,7 @@ def evaluate(model, job: dict, args: argparse.Namespace, device: torch.device) -
         x = image[None].to(device)
         pad = (0, (-w) % 64, 0, (-h) % 64)
         xp = torch.nn.functional.pad(x, pad, mode="replicate")
+        code = index < args.coded_images and time.time() - args.started < args.deadline  # whole images only
         for q in qualities:
             row = {"image": name, "quality": q}
             with deterministic_inference(model):
@@ -255,7 +262,7 @@ def evaluate(model, job: dict, args: argparse.Namespace, device: torch.device) -
                 x_hat = out["x_hat"].clamp(0, 1)[..., :h, :w]
                 row["bpp_est"] = float(bpp_from_likelihoods(out["likelihoods"], h * w))
                 row["psnr_est"] = float(psnr((x_hat * 255).round() / 255, x))
-                if index < args.coded_images:
+                if code:
                     uint8 = (image.permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
                     t0 = time.perf_counter()
                     if is_ours:
@@ -294,7 +301,8 @@ def evaluate(model, job: dict, args: argparse.Namespace, device: torch.device) -
         if is_ours and coded:
             avg["bit_exact"] = all(r["bit_exact"] for r in coded)
         averages.append(avg)
-    return {"per_image": rows, "averages": averages, "eval_images": len(images), "coded_images": min(args.coded_images, len(images))}
+    coded = len({r["image"] for r in rows if "bpp" in r})
+    return {"per_image": rows, "averages": averages, "eval_images": len(images), "coded_images": coded}
 
 
 def run_job(job: dict, args: argparse.Namespace) -> None:
@@ -313,6 +321,7 @@ def run_job(job: dict, args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    args.started = time.time()
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     ours_id = f"cmamba-{args.config}-mse"
