@@ -61,7 +61,7 @@ from ssm_apps.codecs.task import sample_qualities, split_parameters
 
 SHARED = REPO.parent / "shared" / "data" / "images"
 PACKED = REPO / "runs" / "codec_data"  # benchmarks/pack_codec_data.py: the same pixels, small enough to travel
-DATA = PACKED if PACKED.is_dir() else SHARED
+DATA = PACKED if all((PACKED / f).is_dir() for f in ("train", "extra", "kodak")) else SHARED
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
