@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tests.helpers import load_fixture
 from ssm_apps.layers import BiMamba, Mamba
+from tests.helpers import load_fixture
 
 
 @pytest.mark.parametrize("backend", ["ref", "torch"])

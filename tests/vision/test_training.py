@@ -19,11 +19,13 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.helpers import REPO
 from ssm_apps.cli import SSMAppsCLI
+from ssm_apps.training.optim import param_groups_weight_decay
+from ssm_apps.training.schedules import warmup_cosine_lr
 from ssm_apps.vision.data import ImageClassificationDataModule
 from ssm_apps.vision.prediction_writer import TopKPredictionWriter
-from ssm_apps.vision.task import ClassificationTask, param_groups_weight_decay, warmup_cosine_lr
+from ssm_apps.vision.task import ClassificationTask
+from tests.helpers import REPO
 
 EVM_CONFIG = str(REPO / "configs" / "vision" / "efficientvmamba_tiny_digits.yaml")
 VM_CONFIG = str(REPO / "configs" / "vision" / "vmamba_reduced_digits.yaml")
@@ -129,7 +131,7 @@ def test_image_folder_class_mapping_and_batches(tmp_path):
     # explicit classes fix the label order
     dm2 = _dm(source="folder", root=str(root), classes=["zebra", "dog", "cat"])
     dm2.setup("fit")
-    assert {dm2.classes[l] for p, l in dm2.datasets["train"].samples if p.parent.name == "cat"} == {"cat"}
+    assert {dm2.classes[lab] for p, lab in dm2.datasets["train"].samples if p.parent.name == "cat"} == {"cat"}
     assert dm2.datasets["train"].samples[0][1] == 2  # cat is class 2
 
 
@@ -204,7 +206,7 @@ def test_csv_source_relative_paths_and_numeric_labels(tmp_path):
     dm = _dm(source="csv", train_csv=str(train), val_csv=str(val))
     assert dm.classes == ["2", "7", "10"]  # integer labels sort numerically
     dm.setup("fit")
-    assert [(p.name, l) for p, l in dm.datasets["train"].samples] == [
+    assert [(p.name, lab) for p, lab in dm.datasets["train"].samples] == [
         ("0.png", 2), ("1.png", 0), ("2.png", 0), ("3.png", 2), ("4.png", 1)]
     assert dm.datasets["val"].samples[0] == (Path(absolute), 1)
     x, y = dm.datasets["train"][4]
@@ -400,6 +402,29 @@ def test_mixup_soft_targets_and_ema_and_deferred_classes(tmp_path, one_thread):
     with pytest.raises(ValueError, match="mixup/cutmix needs an even batch size"):
         task.train()
         task.training_step((torch.randn(3, 3, 32, 32), torch.tensor([0, 1, 2])), 0)
+
+
+def test_mixup_loss_is_the_soft_target_cross_entropy_of_the_mixed_batch(one_thread):
+    import torch.nn.functional as F
+
+    task = ClassificationTask(**TINY, num_classes=6, mixup_alpha=0.8, label_smoothing=0.1).train()
+    torch.manual_seed(0)
+    x, y = torch.randn(4, 3, 32, 32), torch.tensor([0, 3, 5, 1])
+    np.random.seed(123)
+    loss = task.training_step((x.clone(), y), 0)
+    # by hand: timm draws "apply?" (prob 1), then lam ~ Beta(0.8, 0.8); batch mode mixes with the flipped batch
+    np.random.seed(123)
+    np.random.rand()
+    lam = float(np.random.beta(0.8, 0.8))
+    assert 0.0 < lam < 1.0
+    mixed = lam * x + (1 - lam) * x.flip(0)
+    off = 0.1 / 6
+    hot = torch.full((4, 6), off)
+    hot[torch.arange(4), y] = 1 - 0.1 + off
+    soft = lam * hot + (1 - lam) * hot.flip(0)
+    with torch.no_grad():
+        want = -(soft * F.log_softmax(task.model(mixed).float(), dim=-1)).sum(-1).mean()
+    torch.testing.assert_close(loss.detach(), want, rtol=1e-5, atol=1e-6)
 
 
 def test_pretrained_file_starts_from_a_checkpoint(tmp_path, one_thread):

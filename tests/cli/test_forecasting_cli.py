@@ -16,8 +16,9 @@ import pandas as pd
 import pytest
 import torch
 
-from tests.helpers import REPO, shared_path
 from ssm_apps.cli import SSMAppsCLI
+from ssm_apps.timeseries import ForecastingTask, SMamba
+from tests.helpers import REPO, shared_path
 
 CONFIG = str(REPO / "configs" / "timeseries" / "smamba_etth1.yaml")
 FAST = [
@@ -67,6 +68,13 @@ def test_fit_test_predict_end_to_end(tmp_path, monkeypatch):
     best, last = RUN / "checkpoints" / "best.ckpt", RUN / "checkpoints" / "last.ckpt"
     assert best.is_file() and last.is_file()
     assert not list((RUN / "checkpoints").glob("*.tmp"))  # atomic writes leave no temporaries
+    # the checkpoint alone rebuilds the task and its model (no YAML, no model argument)
+    loaded = ForecastingTask.load_from_checkpoint(last)
+    assert isinstance(loaded.model, SMamba) and loaded.model.embedding.out_features == 16
+    assert loaded.hparams.lr == pytest.approx(7e-5)
+    saved = torch.load(last, weights_only=True, map_location="cpu")["state_dict"]
+    for k, v in loaded.state_dict().items():
+        torch.testing.assert_close(v, saved[k], rtol=0, atol=0, msg=k)
 
     tested = cli("test", "--config", CONFIG, *FAST, "--ckpt_path", str(best))
     mse, mae = (float(tested.trainer.callback_metrics[k]) for k in ("test_mse", "test_mae"))

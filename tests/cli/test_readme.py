@@ -4,8 +4,8 @@ from __future__ import annotations
 import re
 import shlex
 
-from tests.helpers import REPO
 from ssm_apps.cli import SSMAppsCLI, main
+from tests.helpers import REPO
 
 README = (REPO / "README.md").read_text()
 FAST_TRAINER = [

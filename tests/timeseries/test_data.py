@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 import torch
 
-from tests.helpers import shared_path
 from ssm_apps.timeseries.data import TimeSeriesDataModule
 from ssm_apps.timeseries.time_features import infer_freq, time_features
+from tests.helpers import shared_path
 
 L_, H_ = 96, 96  # the benchmark's lookback and horizon
 
