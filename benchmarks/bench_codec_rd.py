@@ -10,9 +10,10 @@ Writes ``<out>/codec_rd.json`` and ``<out>/codec_rd.png`` and prints a table.
 
     python benchmarks/bench_codec_rd.py --weights runs/codec_r1/cmamba-small-mse.pt --baseline-dir runs/codec_r1
     python benchmarks/bench_codec_rd.py --train-json runs/codec_r1/train_codec.json \
-        --weights runs/codec_r1/cmamba-small-mse.pt --baseline-dir runs/codec_r1   # GPU rows from training, CPU times here
+        --weights runs/codec_r1/cmamba-small-mse.pt --baseline-dir runs/codec_r1  # GPU rows from the run, CPU times
     python benchmarks/bench_codec_rd.py --quick --device cpu          # JPEG/WebP + any shipped weights, 2 crops
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,8 +32,8 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from ssm_apps.codecs.data import image_files
-from ssm_apps.codecs.metrics import MS_SSIM_MIN_SIDE, bd_rate, ms_ssim, psnr
+from ssm_apps.codecs.data import image_files  # noqa: E402
+from ssm_apps.codecs.metrics import MS_SSIM_MIN_SIDE, bd_rate, ms_ssim, psnr  # noqa: E402
 
 KODAK = REPO.parent / "shared" / "data" / "images" / "kodak"
 JPEG_QUALITIES = [5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95]
@@ -50,9 +51,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--time-images", type=int, default=2, help="images timed on each device")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "codec_rd")
-    p.add_argument("--train-json", type=Path,
-                   help="train_codec.json of train_codec_gpu.py: ours and the baseline's real-file rows (coded on "
-                        "that run's GPU) are taken from it instead of coded again; JPEG/WebP run on the same images")
+    p.add_argument(
+        "--train-json",
+        type=Path,
+        help="train_codec.json of train_codec_gpu.py: ours and the baseline's real-file rows (coded on "
+        "that run's GPU) are taken from it instead of coded again; JPEG/WebP run on the same images",
+    )
     p.add_argument("--quick", action="store_true", help="2 centre crops of 256, 5 JPEG/WebP qualities")
     args = p.parse_args(argv)
     if args.quick:
@@ -67,7 +71,7 @@ def load_images(args) -> list[tuple[str, np.ndarray]]:
         if args.crop:
             h, w = image.shape[:2]
             top, left = (h - args.crop) // 2, (w - args.crop) // 2
-            image = image[top: top + args.crop, left: left + args.crop]
+            image = image[top : top + args.crop, left : left + args.crop]
         out.append((path.name, np.ascontiguousarray(image)))
     return out
 
@@ -89,8 +93,15 @@ def pillow_codec(images, fmt: str, qualities: list[int]) -> list[dict]:
             Image.fromarray(image).save(buf, format=fmt, quality=q)
             data = buf.getvalue()
             decoded = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
-            rows.append({"image": name, "quality": q, "bytes": len(data),
-                         "bpp": 8 * len(data) / (image.shape[0] * image.shape[1]), **quality_metrics(decoded, image)})
+            rows.append(
+                {
+                    "image": name,
+                    "quality": q,
+                    "bytes": len(data),
+                    "bpp": 8 * len(data) / (image.shape[0] * image.shape[1]),
+                    **quality_metrics(decoded, image),
+                }
+            )
     return rows
 
 
@@ -113,9 +124,18 @@ def ours_codec(model, images, qualities, device: str, timed: int) -> tuple[list[
                 decoded, exact = result.reconstruction, False
             sync(device)
             t2 = time.perf_counter()
-            rows.append({"image": name, "quality": q, "bytes": len(result.data), "bpp": result.bpp,
-                         "bit_exact": exact, **quality_metrics(decoded, image),
-                         "encode_s": t1 - t0, "decode_s": t2 - t1})
+            rows.append(
+                {
+                    "image": name,
+                    "quality": q,
+                    "bytes": len(result.data),
+                    "bpp": result.bpp,
+                    "bit_exact": exact,
+                    **quality_metrics(decoded, image),
+                    "encode_s": t1 - t0,
+                    "decode_s": t2 - t1,
+                }
+            )
             if index < timed:
                 times["encode_s"].append(t1 - t0)
                 times["decode_s"].append(t2 - t1)
@@ -142,8 +162,17 @@ def baseline_codec(models: dict, images, device: str, timed: int) -> tuple[list[
                 sync(device)
                 t2 = time.perf_counter()
             nbytes = sum(len(s[0]) for s in enc["strings"]) + 8
-            rows.append({"image": name, "quality": q, "bytes": nbytes, "bpp": 8 * nbytes / (h * w),
-                         **quality_metrics(decoded, image), "encode_s": t1 - t0, "decode_s": t2 - t1})
+            rows.append(
+                {
+                    "image": name,
+                    "quality": q,
+                    "bytes": nbytes,
+                    "bpp": 8 * nbytes / (h * w),
+                    **quality_metrics(decoded, image),
+                    "encode_s": t1 - t0,
+                    "decode_s": t2 - t1,
+                }
+            )
             if index < timed:
                 times["encode_s"].append(t1 - t0)
                 times["decode_s"].append(t2 - t1)
@@ -280,7 +309,9 @@ def main(argv: list[str] | None = None) -> int:
         bit_exact = all(r["bit_exact"] for r in rows["CMamba (ours)"])
         for device in devices:
             model = load_weights_file(weights, device)
-            _, t = ours_codec(model, images[: args.time_images], [qualities[0], qualities[-1]], device, args.time_images)
+            _, t = ours_codec(
+                model, images[: args.time_images], [qualities[0], qualities[-1]], device, args.time_images
+            )
             timing[f"CMamba (ours)/{device_names[device]}"] = {k: float(np.mean(v)) for k, v in t.items()}
     if args.baseline_dir is not None:
         baselines = load_baselines(args.baseline_dir, "cpu" if trained is not None else args.device)
@@ -291,13 +322,24 @@ def main(argv: list[str] | None = None) -> int:
             _, t = baseline_codec(models, images[: args.time_images], device, args.time_images)
             timing[f"mbt2018_mean/{device_names[device]}"] = {k: float(np.mean(v)) for k, v in t.items()}
     curves = {name: curve(r) for name, r in rows.items()}
-    bd = {**bd_rates(curves, "CMamba (ours)", ["JPEG", "WebP", "mbt2018_mean"]),
-          **bd_rates(curves, "WebP", ["JPEG"]), **bd_rates(curves, "mbt2018_mean", ["JPEG", "WebP"])}
+    bd = {
+        **bd_rates(curves, "CMamba (ours)", ["JPEG", "WebP", "mbt2018_mean"]),
+        **bd_rates(curves, "WebP", ["JPEG"]),
+        **bd_rates(curves, "mbt2018_mean", ["JPEG", "WebP"]),
+    }
     rd_device = trained["device"] if trained is not None else device_names.get(args.device.split(":")[0], args.device)
-    summary = {"devices": device_names, "rd_device": rd_device,
-               "images": len(images), "crop": args.crop, "weights": str(weights) if weights else None,
-               "curves": curves, "bd_rate_percent": bd, "timing_per_image": timing, "bit_exact": bit_exact,
-               "per_image": rows}
+    summary = {
+        "devices": device_names,
+        "rd_device": rd_device,
+        "images": len(images),
+        "crop": args.crop,
+        "weights": str(weights) if weights else None,
+        "curves": curves,
+        "bd_rate_percent": bd,
+        "timing_per_image": timing,
+        "bit_exact": bit_exact,
+        "per_image": rows,
+    }
     (args.out / "codec_rd.json").write_text(json.dumps(summary, indent=1))
     plot(curves, args.out / "codec_rd.png")
 

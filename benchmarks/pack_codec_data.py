@@ -6,6 +6,7 @@ bytes) into one folder small enough to travel to a GPU machine (64 MiB limit the
 The pixels are unchanged (checked image by image); train_codec_gpu.py reads this folder by default
 when it exists.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data" / "images"
 sys.path.insert(0, str(REPO))
 
-from ssm_apps.codecs.data import image_files
+from ssm_apps.codecs.data import image_files  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

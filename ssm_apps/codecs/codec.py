@@ -8,6 +8,7 @@ device and dtype the decoder rebuilds the encoder's reconstruction bit for bit; 
 the reconstruction's CRC-32, so a decoder that drifts (another device or library build) raises
 instead of returning a wrong image.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -53,7 +54,9 @@ def read_image(path: str | Path) -> tuple[np.ndarray, str]:
             img.load()
             mode = img.mode
             if mode not in _MODES:
-                raise ValueError(f"{path}: image mode {mode!r} is not 8 bits per channel (expected RGB, L, RGBA, LA or P)")
+                raise ValueError(
+                    f"{path}: image mode {mode!r} is not 8 bits per channel (expected RGB, L, RGBA, LA or P)"
+                )
             colour = _MODES[mode]
             if mode == "P" and "transparency" in img.info:
                 colour = "rgba"
@@ -123,7 +126,9 @@ def _check_ready(model: CMamba) -> None:
         raise ValueError("the codec model has no CDF tables; call model.update(force=True) after training")
 
 
-def encode(model: CMamba, image: np.ndarray | Image.Image, quality: int | None = None, colour_mode: str | None = None) -> EncodeResult:
+def encode(
+    model: CMamba, image: np.ndarray | Image.Image, quality: int | None = None, colour_mode: str | None = None
+) -> EncodeResult:
     """Compress an image and also return the reconstruction the decoder will produce.
 
     Args:
@@ -144,7 +149,9 @@ def encode(model: CMamba, image: np.ndarray | Image.Image, quality: int | None =
     with deterministic_inference(model):
         out = model.compress(_to_tensor(rgb, _model_device(model)), quality=quality)
         reconstruction = _to_uint8(model.synthesize(out["y_hat"], quality), height, width)
-    header = Header(model_id(model), weights_hash(model), quality, height, width, colour_mode, image_crc(reconstruction))
+    header = Header(
+        model_id(model), weights_hash(model), quality, height, width, colour_mode, image_crc(reconstruction)
+    )
     y_string, z_string = out["strings"][0][0], out["strings"][1][0]
     return EncodeResult(pack(header, [z_string, y_string]), reconstruction, header)
 

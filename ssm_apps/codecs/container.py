@@ -19,6 +19,7 @@ Layout (big-endian)::
 ``unpack`` refuses, with a ``BitstreamError`` naming the problem, anything that is not exactly such a
 file: wrong magic or version, truncated or overlong data, a CRC mismatch (a flipped byte).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -73,8 +74,13 @@ def pack(header: Header, payloads: list[bytes]) -> bytes:
     body = bytearray(MAGIC)
     body += struct.pack(">BB", VERSION, len(model_id)) + model_id
     body += _FIXED.pack(
-        header.weights_hash, header.quality, header.height, header.width,
-        COLOUR_MODES.index(header.colour_mode), header.image_crc, len(payloads),
+        header.weights_hash,
+        header.quality,
+        header.height,
+        header.width,
+        COLOUR_MODES.index(header.colour_mode),
+        header.image_crc,
+        len(payloads),
     )
     body += b"".join(struct.pack(">I", len(p)) for p in payloads)
     body += b"".join(payloads)
@@ -112,7 +118,9 @@ def unpack(data: bytes) -> tuple[Header, list[bytes]]:
     expected = offset + sum(lengths) + 4
     if len(data) != expected:
         kind = "truncated" if len(data) < expected else "overlong"
-        raise BitstreamError(f"{kind} or corrupted .ssmc file: the header announces {expected} bytes, the file has {len(data)}")
+        raise BitstreamError(
+            f"{kind} or corrupted .ssmc file: the header announces {expected} bytes, the file has {len(data)}"
+        )
     (crc,) = struct.unpack_from(">I", data, expected - 4)
     if zlib.crc32(data[: expected - 4]) != crc:
         raise BitstreamError("corrupted .ssmc file: CRC-32 mismatch (a changed or flipped byte)")
@@ -120,6 +128,6 @@ def unpack(data: bytes) -> tuple[Header, list[bytes]]:
         raise BitstreamError(f"corrupted .ssmc file: colour mode {colour}")
     payloads = []
     for length in lengths:
-        payloads.append(data[offset: offset + length])
+        payloads.append(data[offset : offset + length])
         offset += length
     return Header(model_id, w_hash, quality, height, width, COLOUR_MODES[colour], image_crc), payloads

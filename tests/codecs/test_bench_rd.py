@@ -1,4 +1,5 @@
 """The parts of benchmarks/bench_codec_rd.py that run anywhere: Pillow sweeps, curves, BD-rates."""
+
 from __future__ import annotations
 
 import sys
@@ -15,8 +16,10 @@ import bench_codec_rd as bench
 def test_pillow_sweeps_and_bd_rate():
     image = np.asarray(Image.open(shared_path("data", "images", "kodak", "kodim19.png")).convert("RGB"))[:192, :192]
     images = [("kodim19.png", np.ascontiguousarray(image))]
-    rows = {"JPEG": bench.pillow_codec(images, "JPEG", [10, 30, 50, 70, 90]),
-            "WebP": bench.pillow_codec(images, "WEBP", [10, 30, 50, 70, 90])}
+    rows = {
+        "JPEG": bench.pillow_codec(images, "JPEG", [10, 30, 50, 70, 90]),
+        "WebP": bench.pillow_codec(images, "WEBP", [10, 30, 50, 70, 90]),
+    }
     for row in rows["JPEG"]:
         assert row["bpp"] == 8 * row["bytes"] / (192 * 192) and 15 < row["psnr"] < 50 and 0 < row["ms_ssim"] <= 1
     curves = {name: bench.curve(r) for name, r in rows.items()}

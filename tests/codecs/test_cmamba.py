@@ -1,4 +1,5 @@
 """CMamba: shapes, the CA-SSM fusion, gradients, and real-bitstream round trips."""
+
 from __future__ import annotations
 
 import dataclasses

@@ -1,4 +1,5 @@
 """The .ssmc container: round trip and refusal of every damaged form."""
+
 from __future__ import annotations
 
 import struct

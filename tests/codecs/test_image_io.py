@@ -1,4 +1,5 @@
 """read_image / write_image: 8-bit PNG, JPEG and TIFF in RGB, grayscale and RGBA; other depths refused."""
+
 from __future__ import annotations
 
 import numpy as np

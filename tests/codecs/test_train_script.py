@@ -1,5 +1,6 @@
 """benchmarks/train_codec_gpu.py on CPU (--quick): trains ours and the baseline, writes the small
 files and the JSON, and a second run resumes from the first."""
+
 from __future__ import annotations
 
 import json
@@ -17,8 +18,18 @@ import train_codec_gpu
 def test_quick_run_and_resume(tmp_path):
     first, second = tmp_path / "r1", tmp_path / "r2"
     images = shared_path("data", "images")
-    common = ["--quick", "--device", "cpu", "--train-seconds", "1",
-              "--train-dirs", str(images / "train"), str(images / "extra"), "--kodak", str(images / "kodak")]
+    common = [
+        "--quick",
+        "--device",
+        "cpu",
+        "--train-seconds",
+        "1",
+        "--train-dirs",
+        str(images / "train"),
+        str(images / "extra"),
+        "--kodak",
+        str(images / "kodak"),
+    ]
     assert train_codec_gpu.main([*common, "--out", str(first)]) == 0
     summary = json.loads((first / "train_codec.json").read_text())
     names = [job["name"] for job in summary["jobs"]]
@@ -36,9 +47,25 @@ def test_quick_run_and_resume(tmp_path):
 
     import bench_codec_rd
 
-    assert bench_codec_rd.main(["--train-json", str(first / "train_codec.json"), "--weights", str(first / "cmamba-tiny-mse.pt"),
-                                "--baseline-dir", str(first), "--time-images", "1", "--kodak", str(images / "kodak"),
-                                "--out", str(tmp_path / "rd")]) == 0
+    assert (
+        bench_codec_rd.main(
+            [
+                "--train-json",
+                str(first / "train_codec.json"),
+                "--weights",
+                str(first / "cmamba-tiny-mse.pt"),
+                "--baseline-dir",
+                str(first),
+                "--time-images",
+                "1",
+                "--kodak",
+                str(images / "kodak"),
+                "--out",
+                str(tmp_path / "rd"),
+            ]
+        )
+        == 0
+    )
     rd = json.loads((tmp_path / "rd" / "codec_rd.json").read_text())
     assert rd["curves"]["CMamba (ours)"]["quality"] == [1, 2] and rd["images"] == 1 and rd["crop"] == 128
     assert (tmp_path / "rd" / "codec_rd.png").is_file()
