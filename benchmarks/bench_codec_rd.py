@@ -9,8 +9,11 @@ Encode/decode time per image of ours and the baseline on the CPU and, when there
 Writes ``<out>/codec_rd.json`` and ``<out>/codec_rd.png`` and prints a table.
 
     python benchmarks/bench_codec_rd.py --weights runs/codec_r1/cmamba-small-mse.pt --baseline-dir runs/codec_r1
+    python benchmarks/bench_codec_rd.py --train-json runs/codec_r1/train_codec.json \
+        --weights runs/codec_r1/cmamba-small-mse.pt --baseline-dir runs/codec_r1  # GPU rows from the run, CPU times
     python benchmarks/bench_codec_rd.py --quick --device cpu          # JPEG/WebP + any shipped weights, 2 crops
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,8 +32,8 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from ssm_apps.codecs.data import image_files
-from ssm_apps.codecs.metrics import MS_SSIM_MIN_SIDE, bd_rate, ms_ssim, psnr
+from ssm_apps.codecs.data import image_files  # noqa: E402
+from ssm_apps.codecs.metrics import MS_SSIM_MIN_SIDE, bd_rate, ms_ssim, psnr  # noqa: E402
 
 KODAK = REPO.parent / "shared" / "data" / "images" / "kodak"
 JPEG_QUALITIES = [5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95]
@@ -48,6 +51,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--time-images", type=int, default=2, help="images timed on each device")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "codec_rd")
+    p.add_argument(
+        "--train-json",
+        type=Path,
+        help="train_codec.json of train_codec_gpu.py: ours and the baseline's real-file rows (coded on "
+        "that run's GPU) are taken from it instead of coded again; JPEG/WebP run on the same images",
+    )
     p.add_argument("--quick", action="store_true", help="2 centre crops of 256, 5 JPEG/WebP qualities")
     args = p.parse_args(argv)
     if args.quick:
@@ -62,7 +71,7 @@ def load_images(args) -> list[tuple[str, np.ndarray]]:
         if args.crop:
             h, w = image.shape[:2]
             top, left = (h - args.crop) // 2, (w - args.crop) // 2
-            image = image[top: top + args.crop, left: left + args.crop]
+            image = image[top : top + args.crop, left : left + args.crop]
         out.append((path.name, np.ascontiguousarray(image)))
     return out
 
@@ -84,13 +93,21 @@ def pillow_codec(images, fmt: str, qualities: list[int]) -> list[dict]:
             Image.fromarray(image).save(buf, format=fmt, quality=q)
             data = buf.getvalue()
             decoded = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
-            rows.append({"image": name, "quality": q, "bytes": len(data),
-                         "bpp": 8 * len(data) / (image.shape[0] * image.shape[1]), **quality_metrics(decoded, image)})
+            rows.append(
+                {
+                    "image": name,
+                    "quality": q,
+                    "bytes": len(data),
+                    "bpp": 8 * len(data) / (image.shape[0] * image.shape[1]),
+                    **quality_metrics(decoded, image),
+                }
+            )
     return rows
 
 
 def ours_codec(model, images, qualities, device: str, timed: int) -> tuple[list[dict], dict]:
     from ssm_apps.codecs.codec import decompress, encode
+    from ssm_apps.codecs.container import BitstreamError
 
     rows, times = [], {"encode_s": [], "decode_s": []}
     for index, (name, image) in enumerate(images):
@@ -100,12 +117,25 @@ def ours_codec(model, images, qualities, device: str, timed: int) -> tuple[list[
             result = encode(model, image, q)
             sync(device)
             t1 = time.perf_counter()
-            decoded = decompress(result.data, model)
+            try:
+                decoded = decompress(result.data, model)
+                exact = bool(np.array_equal(decoded, result.reconstruction))
+            except BitstreamError:  # the decoder drifted from the encoder: reported, the run fails
+                decoded, exact = result.reconstruction, False
             sync(device)
             t2 = time.perf_counter()
-            rows.append({"image": name, "quality": q, "bytes": len(result.data), "bpp": result.bpp,
-                         "bit_exact": bool(np.array_equal(decoded, result.reconstruction)), **quality_metrics(decoded, image),
-                         "encode_s": t1 - t0, "decode_s": t2 - t1})
+            rows.append(
+                {
+                    "image": name,
+                    "quality": q,
+                    "bytes": len(result.data),
+                    "bpp": result.bpp,
+                    "bit_exact": exact,
+                    **quality_metrics(decoded, image),
+                    "encode_s": t1 - t0,
+                    "decode_s": t2 - t1,
+                }
+            )
             if index < timed:
                 times["encode_s"].append(t1 - t0)
                 times["decode_s"].append(t2 - t1)
@@ -132,8 +162,17 @@ def baseline_codec(models: dict, images, device: str, timed: int) -> tuple[list[
                 sync(device)
                 t2 = time.perf_counter()
             nbytes = sum(len(s[0]) for s in enc["strings"]) + 8
-            rows.append({"image": name, "quality": q, "bytes": nbytes, "bpp": 8 * nbytes / (h * w),
-                         **quality_metrics(decoded, image), "encode_s": t1 - t0, "decode_s": t2 - t1})
+            rows.append(
+                {
+                    "image": name,
+                    "quality": q,
+                    "bytes": nbytes,
+                    "bpp": 8 * nbytes / (h * w),
+                    **quality_metrics(decoded, image),
+                    "encode_s": t1 - t0,
+                    "decode_s": t2 - t1,
+                }
+            )
             if index < timed:
                 times["encode_s"].append(t1 - t0)
                 times["decode_s"].append(t2 - t1)
@@ -220,7 +259,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     warnings.filterwarnings("ignore")
     args.out.mkdir(parents=True, exist_ok=True)
+    trained = json.loads(args.train_json.read_text()) if args.train_json else None
+    if trained is not None:
+        args.crop = int(trained["args"].get("eval_crop", 0))  # the images the training run coded
     images = load_images(args)
+    if trained is not None:
+        coded = {r["image"] for job in trained["jobs"] for r in job.get("kodak", {}).get("per_image", []) if "bpp" in r}
+        images = [(name, image) for name, image in images if name in coded]
     jpeg_q = JPEG_QUALITIES[::2] if args.quick else JPEG_QUALITIES
     webp_q = WEBP_QUALITIES[::2] if args.quick else WEBP_QUALITIES
     rows = {"JPEG": pillow_codec(images, "JPEG", jpeg_q), "WebP": pillow_codec(images, "WEBP", webp_q)}
@@ -236,29 +281,65 @@ def main(argv: list[str] | None = None) -> int:
 
     weights = args.weights or shipped_models().get(DEFAULT_MODEL_ID)
     bit_exact = True
-    if weights is not None:
+    if trained is not None:
+        names = {name for name, _ in images}
+        for job in trained["jobs"]:
+            if "error" in job:
+                raise RuntimeError(f"--train-json: job {job['name']} failed: {job['error']}")
+            label = "CMamba (ours)" if job["arch"] == "cmamba" else "mbt2018_mean"
+            coded = [r for r in job["kodak"]["per_image"] if "bpp" in r and r["image"] in names]
+            rows.setdefault(label, []).extend(coded)
+            key = f"{label}/{trained['device']}"
+            timing.setdefault(key, {"encode_s": [], "decode_s": []})
+            for r in coded:
+                timing[key]["encode_s"].append(r["encode_s"])
+                timing[key]["decode_s"].append(r["decode_s"])
+        timing = {k: {m: float(np.mean(v)) for m, v in t.items()} for k, t in timing.items()}
+        bit_exact = all(r.get("bit_exact", True) for r in rows["CMamba (ours)"])
+        devices = ["cpu"]  # the GPU figures come from the training run; time the CPU here
+    if weights is not None and trained is not None:
+        model = load_weights_file(weights, "cpu")
+        qualities = args.qualities or list(range(1, model.num_qualities + 1))
+        _, t = ours_codec(model, images[: args.time_images], [qualities[0], qualities[-1]], "cpu", args.time_images)
+        timing["CMamba (ours)/cpu"] = {k: float(np.mean(v)) for k, v in t.items()}
+    elif weights is not None:
         model = load_weights_file(weights, args.device)
         qualities = args.qualities or list(range(1, model.num_qualities + 1))
         rows["CMamba (ours)"], _ = ours_codec(model, images, qualities, args.device, 0)
         bit_exact = all(r["bit_exact"] for r in rows["CMamba (ours)"])
         for device in devices:
             model = load_weights_file(weights, device)
-            _, t = ours_codec(model, images[: args.time_images], [qualities[0], qualities[-1]], device, args.time_images)
+            _, t = ours_codec(
+                model, images[: args.time_images], [qualities[0], qualities[-1]], device, args.time_images
+            )
             timing[f"CMamba (ours)/{device_names[device]}"] = {k: float(np.mean(v)) for k, v in t.items()}
     if args.baseline_dir is not None:
-        baselines = load_baselines(args.baseline_dir, args.device)
-        rows["mbt2018_mean"], _ = baseline_codec(baselines, images, args.device, 0)
+        baselines = load_baselines(args.baseline_dir, "cpu" if trained is not None else args.device)
+        if trained is None:
+            rows["mbt2018_mean"], _ = baseline_codec(baselines, images, args.device, 0)
         for device in devices:
             models = {q: m.to(device) for q, m in list(baselines.items())[:1] + list(baselines.items())[-1:]}
             _, t = baseline_codec(models, images[: args.time_images], device, args.time_images)
             timing[f"mbt2018_mean/{device_names[device]}"] = {k: float(np.mean(v)) for k, v in t.items()}
     curves = {name: curve(r) for name, r in rows.items()}
-    bd = {**bd_rates(curves, "CMamba (ours)", ["JPEG", "WebP", "mbt2018_mean"]),
-          **bd_rates(curves, "WebP", ["JPEG"]), **bd_rates(curves, "mbt2018_mean", ["JPEG", "WebP"])}
-    summary = {"devices": device_names, "rd_device": device_names.get(args.device.split(":")[0], args.device),
-               "images": len(images), "crop": args.crop, "weights": str(weights) if weights else None,
-               "curves": curves, "bd_rate_percent": bd, "timing_per_image": timing, "bit_exact": bit_exact,
-               "per_image": rows}
+    bd = {
+        **bd_rates(curves, "CMamba (ours)", ["JPEG", "WebP", "mbt2018_mean"]),
+        **bd_rates(curves, "WebP", ["JPEG"]),
+        **bd_rates(curves, "mbt2018_mean", ["JPEG", "WebP"]),
+    }
+    rd_device = trained["device"] if trained is not None else device_names.get(args.device.split(":")[0], args.device)
+    summary = {
+        "devices": device_names,
+        "rd_device": rd_device,
+        "images": len(images),
+        "crop": args.crop,
+        "weights": str(weights) if weights else None,
+        "curves": curves,
+        "bd_rate_percent": bd,
+        "timing_per_image": timing,
+        "bit_exact": bit_exact,
+        "per_image": rows,
+    }
     (args.out / "codec_rd.json").write_text(json.dumps(summary, indent=1))
     plot(curves, args.out / "codec_rd.png")
 

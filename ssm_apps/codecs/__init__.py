@@ -3,18 +3,31 @@
 Importing this package is light; CompressAI (and torch's heavy parts) load with the first use of
 a name below (``ssm_apps.codecs.compress``, ``ssm_apps.codecs.CMamba``, ...).
 """
+
 from __future__ import annotations
 
 import importlib
 
 _EXPORTS = {
-    "CMamba": "cmamba", "CMambaConfig": "cmamba", "CONFIGS": "cmamba", "MSE_LAMBDAS": "cmamba",
-    "MS_SSIM_LAMBDAS": "cmamba", "create_cmamba": "cmamba", "deterministic_inference": "cmamba",
+    "CMamba": "cmamba",
+    "CMambaConfig": "cmamba",
+    "CONFIGS": "cmamba",
+    "MSE_LAMBDAS": "cmamba",
+    "MS_SSIM_LAMBDAS": "cmamba",
+    "create_cmamba": "cmamba",
+    "deterministic_inference": "cmamba",
     "RateDistortionLoss": "losses",
-    "BitstreamError": "container", "Header": "container",
-    "compress": "codec", "decompress": "codec", "encode": "codec", "read_image": "codec", "write_image": "codec",
-    "load_pretrained": "pretrained", "available_qualities": "pretrained",
-    "ImageCompressionTask": "task", "ImageCompressionDataModule": "data",
+    "BitstreamError": "container",
+    "Header": "container",
+    "compress": "codec",
+    "decompress": "codec",
+    "encode": "codec",
+    "read_image": "codec",
+    "write_image": "codec",
+    "load_pretrained": "pretrained",
+    "available_qualities": "pretrained",
+    "ImageCompressionTask": "task",
+    "ImageCompressionDataModule": "data",
 }
 
 __all__ = [

@@ -8,6 +8,7 @@ Without ``--checkpoint`` the shipped weights are used (compress: the default mod
 the model named in the file's header). Errors are one line on stderr with a non-zero exit, and no
 output file is written then.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,7 +28,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ssm-apps codec", description="Learned image compression with CMamba.")
     sub = parser.add_subparsers(dest="command", required=True)
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--checkpoint", type=Path, help="own weights: an exported .pt or an ImageCompressionTask checkpoint")
+    common.add_argument(
+        "--checkpoint", type=Path, help="own weights: an exported .pt or an ImageCompressionTask checkpoint"
+    )
     common.add_argument("--device", default="cpu", help="torch device (default cpu)")
     comp = sub.add_parser("compress", parents=[common], help="image -> .ssmc")
     comp.add_argument("input", type=Path)
@@ -79,7 +82,8 @@ def _compress(args) -> int:
         result = encode(model, image, args.quality, colour_mode=colour)
     _write_atomic(args.output, lambda p: p.write_bytes(result.data))
     h = result.header
-    print(f"{args.output}: {len(result.data)} bytes, {result.bpp:.4f} bpp ({h.width}x{h.height}, quality {h.quality}, model {h.model_id})")
+    size = f"{h.width}x{h.height}, quality {h.quality}, model {h.model_id}"
+    print(f"{args.output}: {len(result.data)} bytes, {result.bpp:.4f} bpp ({size})")
     return 0
 
 
@@ -90,8 +94,9 @@ def _decompress(args) -> int:
     header = read_header(data)
     model = _load_model(args.checkpoint, args.device, header.model_id)
     image = decompress(data, model)
-    _write_atomic(args.output, lambda p: write_image(p, image, header.colour_mode) if p.suffix else None)
-    print(f"{args.output}: {header.width}x{header.height} {header.colour_mode} (quality {header.quality}, model {header.model_id})")
+    _write_atomic(args.output, lambda p: write_image(p, image, header.colour_mode))
+    h = header
+    print(f"{args.output}: {h.width}x{h.height} {h.colour_mode} (quality {h.quality}, model {h.model_id})")
     return 0
 
 
@@ -108,7 +113,10 @@ def _evaluate(args) -> int:
     model = _load_model(args.checkpoint, args.device)
     qualities = args.quality or list(range(1, model.num_qualities + 1))
     rows = []
-    with tempfile.TemporaryDirectory() as tmp, tqdm(total=len(files) * len(qualities), desc="codec eval", unit="img") as bar:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        tqdm(total=len(files) * len(qualities), desc="codec eval", unit="img") as bar,
+    ):
         for path in files:
             image, colour = read_image(path)
             target = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
@@ -123,14 +131,21 @@ def _evaluate(args) -> int:
                 decode_s = time.perf_counter() - start
                 recon = torch.from_numpy(decoded).permute(2, 0, 1)[None].float() / 255
                 height, width = image.shape[:2]
-                rows.append({
-                    "image": path.name, "quality": q, "width": width, "height": height,
-                    "bytes": file.stat().st_size, "bpp": 8 * file.stat().st_size / (height * width),
-                    "psnr": float(psnr(recon, target)),
-                    "ms_ssim": float(ms_ssim(recon, target)) if min(height, width) >= MS_SSIM_MIN_SIDE else None,
-                    "bit_exact": bool(np.array_equal(decoded, result.reconstruction)),
-                    "encode_s": encode_s, "decode_s": decode_s,
-                })
+                rows.append(
+                    {
+                        "image": path.name,
+                        "quality": q,
+                        "width": width,
+                        "height": height,
+                        "bytes": file.stat().st_size,
+                        "bpp": 8 * file.stat().st_size / (height * width),
+                        "psnr": float(psnr(recon, target)),
+                        "ms_ssim": float(ms_ssim(recon, target)) if min(height, width) >= MS_SSIM_MIN_SIDE else None,
+                        "bit_exact": bool(np.array_equal(decoded, result.reconstruction)),
+                        "encode_s": encode_s,
+                        "decode_s": decode_s,
+                    }
+                )
                 bar.update()
     averages = []
     for q in qualities:
@@ -145,13 +160,21 @@ def _evaluate(args) -> int:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    summary = {"data": str(args.data), "model": getattr(model, "codec_id", "custom"), "device": args.device,
-               "per_image": rows, "averages": averages}
+    summary = {
+        "data": str(args.data),
+        "model": getattr(model, "codec_id", "custom"),
+        "device": args.device,
+        "per_image": rows,
+        "averages": averages,
+    }
     (args.out / "results.json").write_text(json.dumps(summary, indent=2))
     print(f"{'quality':>7} {'bpp':>8} {'PSNR':>8} {'MS-SSIM':>8} {'enc s':>7} {'dec s':>7} exact")
     for a in averages:
         msssim = f"{a['ms_ssim']:>8.5f}" if a["ms_ssim"] is not None else f"{'-':>8}"
-        print(f"{a['quality']:>7} {a['bpp']:>8.4f} {a['psnr']:>8.3f} {msssim} {a['encode_s']:>7.2f} {a['decode_s']:>7.2f} {a['bit_exact']}")
+        print(
+            f"{a['quality']:>7} {a['bpp']:>8.4f} {a['psnr']:>8.3f} {msssim} "
+            f"{a['encode_s']:>7.2f} {a['decode_s']:>7.2f} {a['bit_exact']}"
+        )
     print(f"results: {args.out / 'results.csv'}, {args.out / 'results.json'}")
     return 0 if all(a["bit_exact"] for a in averages) else 1
 

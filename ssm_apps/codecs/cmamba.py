@@ -48,6 +48,7 @@ Choices where the paper is silent (CompressAI / MambaIC / MambaVC conventions), 
   :func:`deterministic_inference` (which also switches the SSMs to the PyTorch scan: the fused
   Triton scan adds its four routes with float atomics, in an order that varies).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -103,10 +104,15 @@ def deterministic_inference(model: nn.Module | None = None) -> Iterator[None]:
     ``model``, the deterministic scan backend: the same ops give the same bits in the encoder and
     the decoder. Restores the previous settings afterwards."""
     saved = (
-        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark,
-        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32,
+        torch.backends.cudnn.deterministic,
+        torch.backends.cudnn.benchmark,
+        torch.backends.cudnn.allow_tf32,
+        torch.backends.cuda.matmul.allow_tf32,
     )
-    saved_algorithms = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+    saved_algorithms = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+    )
     torch.use_deterministic_algorithms(True, warn_only=True)  # e.g. CUDA cumsum in the PyTorch scan
     scans = [m for m in model.modules() if isinstance(m, SS2D)] if model is not None else []
     backends = [m.scan_backend for m in scans]
@@ -118,8 +124,12 @@ def deterministic_inference(model: nn.Module | None = None) -> Iterator[None]:
         with torch.no_grad():
             yield
     finally:
-        (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark,
-         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) = saved
+        (
+            torch.backends.cudnn.deterministic,
+            torch.backends.cudnn.benchmark,
+            torch.backends.cudnn.allow_tf32,
+            torch.backends.cuda.matmul.allow_tf32,
+        ) = saved
         torch.use_deterministic_algorithms(saved_algorithms[0], warn_only=saved_algorithms[1])
         for m, backend in zip(scans, backends):
             m.scan_backend = backend
@@ -257,26 +267,40 @@ class CMamba(CompressionModel):
         self.N, self.M, self.num_slices, self.num_qualities = N, M, num_slices, num_qualities
         d1, d2, d3 = depths
         self.g_a = nn.Sequential(
-            conv(3, N, 5, 2), GDN(N),
-            conv(N, N, 3, 2), *ca_stage(N, d1, d_state, ssm_ratio),
-            conv(N, N, 3, 2), *ca_stage(N, d2, d_state, ssm_ratio),
-            conv(N, M, 3, 2), *ca_stage(M, d3, d_state, ssm_ratio),
+            conv(3, N, 5, 2),
+            GDN(N),
+            conv(N, N, 3, 2),
+            *ca_stage(N, d1, d_state, ssm_ratio),
+            conv(N, N, 3, 2),
+            *ca_stage(N, d2, d_state, ssm_ratio),
+            conv(N, M, 3, 2),
+            *ca_stage(M, d3, d_state, ssm_ratio),
         )
         self.g_s = nn.Sequential(
-            *ca_stage(M, d3, d_state, ssm_ratio), deconv(M, N, 3),
-            *ca_stage(N, d2, d_state, ssm_ratio), deconv(N, N, 3),
-            *ca_stage(N, d1, d_state, ssm_ratio), deconv(N, N, 3),
-            GDN(N, inverse=True), deconv(N, 3, 5),
+            *ca_stage(M, d3, d_state, ssm_ratio),
+            deconv(M, N, 3),
+            *ca_stage(N, d2, d_state, ssm_ratio),
+            deconv(N, N, 3),
+            *ca_stage(N, d1, d_state, ssm_ratio),
+            deconv(N, N, 3),
+            GDN(N, inverse=True),
+            deconv(N, 3, 5),
         )
         self.h_a = nn.Sequential(conv(M, N, 3), nn.GELU(), conv(N, N, 5, 2), nn.GELU(), conv(N, N, 5, 2))
         self.h_s = nn.Sequential(
-            deconv(N, N, 5), nn.GELU(), deconv(N, N * 3 // 2, 5), nn.GELU(), conv(N * 3 // 2, 2 * M, 3),
+            deconv(N, N, 5),
+            nn.GELU(),
+            deconv(N, N * 3 // 2, 5),
+            nn.GELU(),
+            conv(N * 3 // 2, 2 * M, 3),
         )
         S = M // num_slices
         self.channel_context = nn.ModuleList(
             nn.Sequential(
-                conv(2 * M + i * S, context_channels), nn.GELU(),
-                conv(context_channels, context_channels), nn.GELU(),
+                conv(2 * M + i * S, context_channels),
+                nn.GELU(),
+                conv(context_channels, context_channels),
+                nn.GELU(),
                 nn.Conv2d(context_channels, context_channels, 1),
             )
             for i in range(num_slices)
@@ -284,7 +308,8 @@ class CMamba(CompressionModel):
         self.spatial_context = nn.ModuleList(SpatialContext(S, spatial_channels, d_state) for _ in range(num_slices))
         self.entropy_parameters = nn.ModuleList(
             nn.Sequential(
-                nn.Conv2d(context_channels + spatial_channels, context_channels, 1), nn.GELU(),
+                nn.Conv2d(context_channels + spatial_channels, context_channels, 1),
+                nn.GELU(),
                 nn.Conv2d(context_channels, 2 * S, 1),
             )
             for _ in range(num_slices)
@@ -359,7 +384,9 @@ class CMamba(CompressionModel):
         x_hat = self.g_s(y_hat * self._gain(self.inv_gain, q))
         return {"x_hat": x_hat, "likelihoods": {"y": torch.cat(likelihoods, dim=1), "z": z_likelihoods}}
 
-    def update(self, scale_table: torch.Tensor | None = None, force: bool = False, update_quantiles: bool = False) -> bool:
+    def update(
+        self, scale_table: torch.Tensor | None = None, force: bool = False, update_quantiles: bool = False
+    ) -> bool:
         """Build the CDF tables of both entropy models (call once after training)."""
         return super().update(get_scale_table() if scale_table is None else scale_table, force, update_quantiles)
 

@@ -4,11 +4,15 @@
 size (replicate-padded to a multiple of 64, cropped back), RGB, grayscale (coded as RGB; the
 header says so and ``read_image``/``write_image`` restore the single channel) and RGBA (alpha
 dropped, with a warning). Encoder and decoder run under ``deterministic_inference``: on the same
-device and dtype the decoder rebuilds the encoder's reconstruction bit for bit.
+device and dtype the decoder rebuilds the encoder's reconstruction bit for bit; the header carries
+the reconstruction's CRC-32, so a decoder that drifts (another device or library build) raises
+instead of returning a wrong image.
 """
+
 from __future__ import annotations
 
 import warnings
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,7 +54,9 @@ def read_image(path: str | Path) -> tuple[np.ndarray, str]:
             img.load()
             mode = img.mode
             if mode not in _MODES:
-                raise ValueError(f"{path}: image mode {mode!r} is not 8 bits per channel (expected RGB, L, RGBA, LA or P)")
+                raise ValueError(
+                    f"{path}: image mode {mode!r} is not 8 bits per channel (expected RGB, L, RGBA, LA or P)"
+                )
             colour = _MODES[mode]
             if mode == "P" and "transparency" in img.info:
                 colour = "rgba"
@@ -99,6 +105,11 @@ def _to_uint8(x_hat: torch.Tensor, height: int, width: int) -> np.ndarray:
     return x.permute(1, 2, 0).cpu().numpy()
 
 
+def image_crc(image: np.ndarray) -> int:
+    """CRC-32 of a uint8 (H, W, 3) image's bytes (row-major)."""
+    return zlib.crc32(np.ascontiguousarray(image).tobytes())
+
+
 def _model_device(model: CMamba) -> torch.device:
     return next(model.parameters()).device
 
@@ -115,7 +126,9 @@ def _check_ready(model: CMamba) -> None:
         raise ValueError("the codec model has no CDF tables; call model.update(force=True) after training")
 
 
-def encode(model: CMamba, image: np.ndarray | Image.Image, quality: int | None = None, colour_mode: str | None = None) -> EncodeResult:
+def encode(
+    model: CMamba, image: np.ndarray | Image.Image, quality: int | None = None, colour_mode: str | None = None
+) -> EncodeResult:
     """Compress an image and also return the reconstruction the decoder will produce.
 
     Args:
@@ -136,7 +149,9 @@ def encode(model: CMamba, image: np.ndarray | Image.Image, quality: int | None =
     with deterministic_inference(model):
         out = model.compress(_to_tensor(rgb, _model_device(model)), quality=quality)
         reconstruction = _to_uint8(model.synthesize(out["y_hat"], quality), height, width)
-    header = Header(model_id(model), weights_hash(model), quality, height, width, colour_mode)
+    header = Header(
+        model_id(model), weights_hash(model), quality, height, width, colour_mode, image_crc(reconstruction)
+    )
     y_string, z_string = out["strings"][0][0], out["strings"][1][0]
     return EncodeResult(pack(header, [z_string, y_string]), reconstruction, header)
 
@@ -175,4 +190,10 @@ def decompress(data: bytes, model: CMamba) -> np.ndarray:
             out = model.decompress([[y_string], [z_string]], z_shape, quality=header.quality)
         except (RuntimeError, ValueError) as err:
             raise BitstreamError(f"corrupted .ssmc payload: {err}") from err
-    return _to_uint8(out["x_hat"], header.height, header.width)
+    image = _to_uint8(out["x_hat"], header.height, header.width)
+    if image_crc(image) != header.image_crc:
+        raise BitstreamError(
+            "the decoded image differs from the encoder's reconstruction (image CRC mismatch): decode on the "
+            "device and dtype the file was encoded with"
+        )
+    return image

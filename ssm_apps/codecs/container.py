@@ -10,12 +10,16 @@ Layout (big-endian)::
     height   u32      original image height
     width    u32      original image width
     colour   u8       0 RGB, 1 grayscale (coded as RGB), 2 RGBA (alpha dropped)
+    image    u32      CRC-32 of the encoder's reconstruction (uint8 H x W x 3): the decoder checks
+                      its output against it, so a decode on another device or library build that
+                      drifts from the encoder is an error, never a wrong image
     count    u8       number of payloads, then ``count`` u32 lengths, then the payloads
     crc32    u32      CRC-32 of every byte before it
 
 ``unpack`` refuses, with a ``BitstreamError`` naming the problem, anything that is not exactly such a
 file: wrong magic or version, truncated or overlong data, a CRC mismatch (a flipped byte).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -28,7 +32,7 @@ import torch
 MAGIC = b"SSMC"
 VERSION = 1
 COLOUR_MODES = ("rgb", "gray", "rgba")
-_FIXED = struct.Struct(">8sBIIBB")  # weights hash, quality, height, width, colour, count
+_FIXED = struct.Struct(">8sBIIBIB")  # weights hash, quality, height, width, colour, image CRC, count
 
 
 class BitstreamError(ValueError):
@@ -45,6 +49,7 @@ class Header:
     height: int
     width: int
     colour_mode: str
+    image_crc: int = 0
 
 
 def weights_hash(model: torch.nn.Module) -> bytes:
@@ -69,8 +74,13 @@ def pack(header: Header, payloads: list[bytes]) -> bytes:
     body = bytearray(MAGIC)
     body += struct.pack(">BB", VERSION, len(model_id)) + model_id
     body += _FIXED.pack(
-        header.weights_hash, header.quality, header.height, header.width,
-        COLOUR_MODES.index(header.colour_mode), len(payloads),
+        header.weights_hash,
+        header.quality,
+        header.height,
+        header.width,
+        COLOUR_MODES.index(header.colour_mode),
+        header.image_crc,
+        len(payloads),
     )
     body += b"".join(struct.pack(">I", len(p)) for p in payloads)
     body += b"".join(payloads)
@@ -99,7 +109,7 @@ def unpack(data: bytes) -> tuple[Header, list[bytes]]:
         model_id = data[6:offset].decode("ascii")
     except UnicodeDecodeError as err:
         raise BitstreamError("corrupted .ssmc file: the model id is not ASCII") from err
-    w_hash, quality, height, width, colour, count = _FIXED.unpack_from(data, offset)
+    w_hash, quality, height, width, colour, image_crc, count = _FIXED.unpack_from(data, offset)
     offset += _FIXED.size
     if len(data) < offset + 4 * count + 4:
         raise BitstreamError(f"truncated .ssmc file: {len(data)} bytes end inside the payload table")
@@ -108,7 +118,9 @@ def unpack(data: bytes) -> tuple[Header, list[bytes]]:
     expected = offset + sum(lengths) + 4
     if len(data) != expected:
         kind = "truncated" if len(data) < expected else "overlong"
-        raise BitstreamError(f"{kind} or corrupted .ssmc file: the header announces {expected} bytes, the file has {len(data)}")
+        raise BitstreamError(
+            f"{kind} or corrupted .ssmc file: the header announces {expected} bytes, the file has {len(data)}"
+        )
     (crc,) = struct.unpack_from(">I", data, expected - 4)
     if zlib.crc32(data[: expected - 4]) != crc:
         raise BitstreamError("corrupted .ssmc file: CRC-32 mismatch (a changed or flipped byte)")
@@ -116,6 +128,6 @@ def unpack(data: bytes) -> tuple[Header, list[bytes]]:
         raise BitstreamError(f"corrupted .ssmc file: colour mode {colour}")
     payloads = []
     for length in lengths:
-        payloads.append(data[offset: offset + length])
+        payloads.append(data[offset : offset + length])
         offset += length
-    return Header(model_id, w_hash, quality, height, width, COLOUR_MODES[colour]), payloads
+    return Header(model_id, w_hash, quality, height, width, COLOUR_MODES[colour], image_crc), payloads

@@ -10,6 +10,7 @@ Batches are float32 (B, 3, H, W) in [0, 1] (validation/test: ``(images, sizes)``
 Every file is opened (header only) when the module is set up: an unreadable file or one smaller
 than the crop is an error naming the file, the crop and the size found.
 """
+
 from __future__ import annotations
 
 import random
@@ -72,8 +73,9 @@ class RandomCropDataset(Dataset):
             raising.
     """
 
-    def __init__(self, files: Sequence[Path], crop_size: int = 256, epoch_size: int | None = None,
-                 skip_small: bool = False) -> None:
+    def __init__(
+        self, files: Sequence[Path], crop_size: int = 256, epoch_size: int | None = None, skip_small: bool = False
+    ) -> None:
         if crop_size < 1:
             raise ValueError(f"RandomCropDataset: 'crop_size' must be >= 1; got {crop_size}")
         kept, small = [], []
@@ -84,11 +86,15 @@ class RandomCropDataset(Dataset):
             elif skip_small:
                 small.append(f"{path.name} ({width}x{height})")
             else:
-                raise ValueError(f"image {path} is {width}x{height}, smaller than the {crop_size}x{crop_size} crop "
-                                 "(skip_small=True leaves such images out)")
+                raise ValueError(
+                    f"image {path} is {width}x{height}, smaller than the {crop_size}x{crop_size} crop "
+                    "(skip_small=True leaves such images out)"
+                )
         if small:
-            warnings.warn(f"{len(small)} training image(s) smaller than the {crop_size} crop left out: {', '.join(small)}",
-                          stacklevel=2)
+            warnings.warn(
+                f"{len(small)} training image(s) smaller than the {crop_size} crop left out: {', '.join(small)}",
+                stacklevel=2,
+            )
         if not kept:
             raise ValueError(f"no training image is at least {crop_size}x{crop_size}")
         self.files, self.crop_size = kept, crop_size
@@ -101,7 +107,7 @@ class RandomCropDataset(Dataset):
         image = load_rgb(self.files[index % len(self.files)])
         _, height, width = image.shape
         top, left = random.randint(0, height - self.crop_size), random.randint(0, width - self.crop_size)
-        crop = image[:, top: top + self.crop_size, left: left + self.crop_size]
+        crop = image[:, top : top + self.crop_size, left : left + self.crop_size]
         if random.random() < 0.5:
             crop = crop.flip(-1)
         if random.random() < 0.5:
@@ -127,7 +133,7 @@ class EvalImageDataset(Dataset):
         _, height, width = image.shape
         if self.crop is not None:
             top, left = (height - self.crop) // 2, (width - self.crop) // 2
-            image = image[:, top: top + self.crop, left: left + self.crop]
+            image = image[:, top : top + self.crop, left : left + self.crop]
             height = width = self.crop
         pad_h, pad_w = (-height) % PAD_MULTIPLE, (-width) % PAD_MULTIPLE
         if pad_h or pad_w:
@@ -169,7 +175,9 @@ class ImageCompressionDataModule(L.LightningDataModule):
         super().__init__()
         self.save_hyperparameters()
         if val_crop is None and val_batch_size != 1:
-            raise ValueError("ImageCompressionDataModule: whole-image evaluation (val_crop None) needs val_batch_size 1")
+            raise ValueError(
+                "ImageCompressionDataModule: whole-image evaluation (val_crop None) needs val_batch_size 1"
+            )
         self.train_set: RandomCropDataset | None = None
         self.val_set: EvalImageDataset | None = None
         self.test_set: EvalImageDataset | None = None
@@ -188,8 +196,14 @@ class ImageCompressionDataModule(L.LightningDataModule):
             self.test_set = self._eval_set(hp.test_dir or hp.val_dir)
 
     def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool) -> DataLoader:
-        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=shuffle,
-                          num_workers=self.hparams.num_workers, persistent_workers=self.hparams.num_workers > 0)
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            drop_last=shuffle,
+            num_workers=self.hparams.num_workers,
+            persistent_workers=self.hparams.num_workers > 0,
+        )
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, self.hparams.batch_size, True)

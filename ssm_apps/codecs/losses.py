@@ -1,4 +1,5 @@
 """Rate-distortion losses of learned codecs (CompressAI's forms)."""
+
 from __future__ import annotations
 
 import torch

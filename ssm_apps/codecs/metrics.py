@@ -1,4 +1,5 @@
 """Image-quality and rate metrics: PSNR (8-bit RGB), MS-SSIM, bits per pixel, Bjontegaard delta rate."""
+
 from __future__ import annotations
 
 import math
@@ -26,9 +27,7 @@ def ms_ssim(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0) -> torch.
     """
     if min(x.shape[-2:]) < MS_SSIM_MIN_SIDE:
         raise ValueError(f"ms_ssim: images need sides >= {MS_SSIM_MIN_SIDE}; got {tuple(x.shape[-2:])}")
-    return multiscale_structural_similarity_index_measure(
-        x.float(), y.float(), data_range=data_range, reduction="none"
-    )
+    return multiscale_structural_similarity_index_measure(x.float(), y.float(), data_range=data_range, reduction="none")
 
 
 def bpp_from_likelihoods(likelihoods: dict[str, torch.Tensor], num_pixels: int) -> torch.Tensor:
@@ -37,7 +36,9 @@ def bpp_from_likelihoods(likelihoods: dict[str, torch.Tensor], num_pixels: int) 
     return bits / num_pixels
 
 
-def bd_rate(rate_a: Sequence[float], metric_a: Sequence[float], rate_b: Sequence[float], metric_b: Sequence[float]) -> float:
+def bd_rate(
+    rate_a: Sequence[float], metric_a: Sequence[float], rate_b: Sequence[float], metric_b: Sequence[float]
+) -> float:
     """Bjontegaard delta rate of codec B against anchor A in percent (negative: B needs fewer bits).
 
     Cubic fit of log(rate) as a function of the metric for both curves, integrated over the
@@ -49,10 +50,14 @@ def bd_rate(rate_a: Sequence[float], metric_a: Sequence[float], rate_b: Sequence
     ra, ma, rb, mb = (np.asarray(v, dtype=np.float64) for v in (rate_a, metric_a, rate_b, metric_b))
     for name, rate, metric in (("anchor", ra, ma), ("test", rb, mb)):
         if rate.size < 4 or rate.size != metric.size:
-            raise ValueError(f"bd_rate: the {name} curve needs >= 4 (rate, metric) pairs; got {rate.size}, {metric.size}")
+            raise ValueError(
+                f"bd_rate: the {name} curve needs >= 4 (rate, metric) pairs; got {rate.size}, {metric.size}"
+            )
     lo, hi = max(ma.min(), mb.min()), min(ma.max(), mb.max())
     if not lo < hi:
-        raise ValueError(f"bd_rate: metric ranges do not overlap ({ma.min():.3f}..{ma.max():.3f} vs {mb.min():.3f}..{mb.max():.3f})")
+        raise ValueError(
+            f"bd_rate: metric ranges do not overlap ({ma.min():.3f}..{ma.max():.3f} vs {mb.min():.3f}..{mb.max():.3f})"
+        )
     pa, pb = np.polyfit(ma, np.log(ra), 3), np.polyfit(mb, np.log(rb), 3)
     ia, ib = np.polyint(pa), np.polyint(pb)
     avg_a = (np.polyval(ia, hi) - np.polyval(ia, lo)) / (hi - lo)

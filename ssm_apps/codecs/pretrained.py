@@ -6,6 +6,7 @@ float16 except the entropy models' (quantiles and CDF tables stay exact); ``expo
 rounds the model's weights to float16 and rebuilds the CDF tables from the rounded weights, so the
 loaded model is exactly the one the tables were built for and decoding stays bit-exact.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,15 @@ def _keep_exact(name: str) -> bool:
     return name.startswith(_EXACT_PREFIXES)
 
 
-def export_weights(model: CMamba, path: str | Path, model_id: str, config: dict, metric: str = "mse",
-                   lambdas: list[float] | None = None, half: bool = True) -> dict:
+def export_weights(
+    model: CMamba,
+    path: str | Path,
+    model_id: str,
+    config: dict,
+    metric: str = "mse",
+    lambdas: list[float] | None = None,
+    half: bool = True,
+) -> dict:
     """Write ``model`` as an exported weights file (rounding it to float16 in place when ``half``)."""
     if half:
         with torch.no_grad():
@@ -43,8 +51,15 @@ def export_weights(model: CMamba, path: str | Path, model_id: str, config: dict,
         k: (v.half() if half and v.is_floating_point() and not _keep_exact(k) else v).detach().cpu().clone()
         for k, v in model.state_dict().items()
     }
-    payload = {"format": FORMAT, "model_id": model_id, "arch": "cmamba", "config": dict(config),
-               "metric": metric, "lambdas": list(lambdas or []), "state_dict": state}
+    payload = {
+        "format": FORMAT,
+        "model_id": model_id,
+        "arch": "cmamba",
+        "config": dict(config),
+        "metric": metric,
+        "lambdas": list(lambdas or []),
+        "state_dict": state,
+    }
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     torch.save(payload, path)
     return payload
@@ -69,10 +84,13 @@ def load_weights_file(path: str | Path, device: str | torch.device = "cpu") -> C
         task = ImageCompressionTask.load_from_checkpoint(path, map_location="cpu")
         model = task.model
         model.update(force=True)
-        model.codec_id = f"custom-{path.stem}"[:255]  # type: ignore[attr-defined]
+        # the weights hash in the header tells checkpoints apart; the id names the architecture
+        model.codec_id = f"custom-cmamba-{task.hparams.model_config}-{task.hparams.metric}"  # type: ignore[attr-defined]
         model.metric = task.hparams.metric  # type: ignore[attr-defined]
     else:
-        raise ValueError(f"{path}: neither an exported codec weights file ({FORMAT}) nor an ImageCompressionTask checkpoint")
+        raise ValueError(
+            f"{path}: neither an exported codec weights file ({FORMAT}) nor an ImageCompressionTask checkpoint"
+        )
     return model.to(device).eval()
 
 

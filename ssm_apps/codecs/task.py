@@ -14,6 +14,7 @@ the evaluation images are at least 161 pixels on each side.
 The model is rebuilt from the saved hyper-parameters (``model_config`` + ``model_kwargs``), so
 ``ImageCompressionTask.load_from_checkpoint(path)`` needs nothing else.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -88,13 +89,17 @@ class ImageCompressionTask(L.LightningModule):
         self.automatic_optimization = False
         kwargs = dict(model_kwargs or {})
         if model_config not in CONFIGS:
-            raise ValueError(f"ImageCompressionTask: 'model_config' must be one of {sorted(CONFIGS)}; got {model_config!r}")
+            raise ValueError(
+                f"ImageCompressionTask: 'model_config' must be one of {sorted(CONFIGS)}; got {model_config!r}"
+            )
         num_qualities = kwargs.get("num_qualities", CONFIGS[model_config].num_qualities)
         self.lambdas = list(lambdas) if lambdas is not None else default_lambdas(metric, num_qualities)
         kwargs.setdefault("lambdas", self.lambdas)
         self.model: CMamba = create_cmamba(model_config, **kwargs)
         if len(self.lambdas) != self.model.num_qualities:
-            raise ValueError(f"ImageCompressionTask: {self.model.num_qualities} qualities need as many lambdas; got {self.lambdas}")
+            raise ValueError(
+                f"ImageCompressionTask: {self.model.num_qualities} qualities need as many lambdas; got {self.lambdas}"
+            )
         all_q = list(range(1, self.model.num_qualities + 1))
         self.qualities = list(qualities) if qualities is not None else all_q
         self.eval_qualities = list(eval_qualities) if eval_qualities is not None else sorted({all_q[0], all_q[-1]})
@@ -115,8 +120,12 @@ class ImageCompressionTask(L.LightningModule):
             quality = sample_qualities(self.qualities, x.shape[0], x.device)
             out = self.model(x, quality)
             losses = self.criterion(out, x, self._lambda(quality))
-            metrics = {"loss": losses["loss"], "bpp": losses["bpp_loss"], "mse": losses["mse_loss"],
-                       "psnr": psnr(out["x_hat"].clamp(0, 1), x).mean()}
+            metrics = {
+                "loss": losses["loss"],
+                "bpp": losses["bpp_loss"],
+                "mse": losses["mse_loss"],
+                "psnr": psnr(out["x_hat"].clamp(0, 1), x).mean(),
+            }
             self.log_dict({f"train/{k}": v.detach() for k, v in metrics.items()}, prog_bar=True, batch_size=x.shape[0])
             return losses
         x, sizes = batch
@@ -128,8 +137,10 @@ class ImageCompressionTask(L.LightningModule):
             quality = torch.full((x.shape[0],), q, device=x.device)
             out = self.model(x, quality)
             x_hat = out["x_hat"].clamp(0, 1)[..., :height, :width]
-            per_q = {"bpp": bpp_from_likelihoods(out["likelihoods"], height * width).mean(),
-                     "psnr": psnr(x_hat, target).mean()}
+            per_q = {
+                "bpp": bpp_from_likelihoods(out["likelihoods"], height * width).mean(),
+                "psnr": psnr(x_hat, target).mean(),
+            }
             mse = (x_hat - target).pow(2).mean()
             if with_ms_ssim:
                 per_q["ms_ssim"] = ms_ssim(x_hat, target).mean()

@@ -1,5 +1,6 @@
 """Codec tests run single-threaded: on the shared 2-core machine intra-op threads oversubscribe and the
 small convolutions of the entropy model become ~15x slower."""
+
 from __future__ import annotations
 
 import warnings

@@ -1,5 +1,8 @@
 """CMamba: shapes, the CA-SSM fusion, gradients, and real-bitstream round trips."""
+
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import pytest
@@ -13,7 +16,7 @@ from ssm_apps.codecs.cmamba import (
     create_cmamba,
     deterministic_inference,
 )
-from ssm_apps.codecs.container import BitstreamError
+from ssm_apps.codecs.container import BitstreamError, pack, unpack
 
 
 @pytest.fixture(scope="module")
@@ -110,6 +113,14 @@ def test_colour_modes(tiny):
         assert codec.encode(tiny, rgba, 1).header.colour_mode == "rgba"
     with pytest.raises(ValueError, match="uint8"):
         codec.encode(tiny, gray.astype(np.uint16), 1)
+
+
+def test_decoder_drift_is_an_error_not_a_wrong_image(tiny):
+    data = codec.compress(tiny, np.full((64, 64, 3), 90, dtype=np.uint8), 1)
+    header, payloads = unpack(data)
+    drifted = pack(dataclasses.replace(header, image_crc=header.image_crc ^ 1), payloads)  # a valid file otherwise
+    with pytest.raises(BitstreamError, match="differs from the encoder's reconstruction"):
+        codec.decompress(drifted, tiny)
 
 
 def test_other_weights_and_training_mode_refused(tiny):

@@ -1,4 +1,5 @@
 """The codec YAML configs build their task and data module through the project's LightningCLI."""
+
 from __future__ import annotations
 
 import warnings

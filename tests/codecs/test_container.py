@@ -1,4 +1,5 @@
 """The .ssmc container: round trip and refusal of every damaged form."""
+
 from __future__ import annotations
 
 import struct
@@ -8,7 +9,7 @@ import pytest
 
 from ssm_apps.codecs.container import MAGIC, BitstreamError, Header, pack, unpack
 
-HEADER = Header("cmamba-test", bytes(range(8)), 3, 37, 101, "gray")
+HEADER = Header("cmamba-test", bytes(range(8)), 3, 37, 101, "gray", 0xDEADBEEF)
 PAYLOADS = [b"zz-string", b"y" * 50]
 
 

@@ -1,4 +1,5 @@
 """ImageCompressionDataModule: crops, flips, evaluation padding and the errors for bad images."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -29,7 +30,9 @@ def test_random_crops_are_crops_of_the_image(tmp_path):
     for i in range(10):
         crop = dataset[i]
         assert crop.shape == (3, 16, 16) and 0 <= crop.min() and crop.max() <= 1
-        found = any((v.unfold(1, 16, 1).unfold(2, 16, 1) == crop[:, None, None]).flatten(3).all(-1).all(0).any() for v in views)
+        found = any(
+            (v.unfold(1, 16, 1).unfold(2, 16, 1) == crop[:, None, None]).flatten(3).all(-1).all(0).any() for v in views
+        )
         assert found
 
 
@@ -63,7 +66,10 @@ def test_eval_images_padded_to_64():
 def test_datamodule_on_shared_folders():
     dm = ImageCompressionDataModule(
         train_dirs=[str(shared_path("data", "images", "train")), str(shared_path("data", "images", "extra"))],
-        val_dir=str(shared_path("data", "images", "kodak")), batch_size=2, val_limit=2, skip_small=True,
+        val_dir=str(shared_path("data", "images", "kodak")),
+        batch_size=2,
+        val_limit=2,
+        skip_small=True,
     )
     with pytest.warns(UserWarning, match="smaller than the 256 crop"):
         dm.setup("fit")

@@ -1,5 +1,6 @@
 """Metrics against independent oracles: PSNR from numpy, MS-SSIM from pytorch_msssim, BD-rate on
 curves with a known answer."""
+
 from __future__ import annotations
 
 import numpy as np

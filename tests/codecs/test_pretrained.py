@@ -1,5 +1,6 @@
 """Exported (float16) weights: reload exactly, keep their hash, and decode what they encoded; the
 shipped default weights reproduce the Kodak figures that ship beside them."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -13,7 +14,12 @@ from ssm_apps.codecs.cmamba import CONFIGS, create_cmamba
 from ssm_apps.codecs.container import weights_hash
 from ssm_apps.codecs.metrics import psnr
 from ssm_apps.codecs.pretrained import (
-    DEFAULT_MODEL_ID, export_weights, load_pretrained, load_weights_file, reference_results, shipped_models,
+    DEFAULT_MODEL_ID,
+    export_weights,
+    load_pretrained,
+    load_weights_file,
+    reference_results,
+    shipped_models,
 )
 from tests.helpers import shared_path
 
@@ -35,8 +41,10 @@ def test_export_round_trip(tmp_path):
         load_pretrained("nope")
 
 
-@pytest.mark.skipif(DEFAULT_MODEL_ID not in shipped_models(),
-                    reason=f"{DEFAULT_MODEL_ID} weights are not shipped in ssm_apps/codecs/weights yet")
+@pytest.mark.skipif(
+    DEFAULT_MODEL_ID not in shipped_models(),
+    reason=f"{DEFAULT_MODEL_ID} weights are not shipped in ssm_apps/codecs/weights yet",
+)
 def test_shipped_default_weights_match_the_published_figures(tmp_path):
     reference = reference_results(DEFAULT_MODEL_ID)
     rows = {r["quality"]: r for r in reference["per_image"] if r["image"] == "kodim01.png" and "bpp" in r}
@@ -45,7 +53,9 @@ def test_shipped_default_weights_match_the_published_figures(tmp_path):
     image, _ = codec.read_image(src)
     if reference.get("eval_crop"):  # the figures were measured on a centre crop
         side, (h, w) = reference["eval_crop"], image.shape[:2]
-        image = np.ascontiguousarray(image[(h - side) // 2: (h - side) // 2 + side, (w - side) // 2: (w - side) // 2 + side])
+        image = np.ascontiguousarray(
+            image[(h - side) // 2 : (h - side) // 2 + side, (w - side) // 2 : (w - side) // 2 + side]
+        )
     target = torch.tensor(image).permute(2, 0, 1)[None].float() / 255
     for quality in (min(rows), max(rows)):
         result = codec.encode(model, image, quality)

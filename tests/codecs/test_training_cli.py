@@ -1,6 +1,7 @@
 """End to end on CPU: train the tiny CMamba a few steps with Lightning, then compress and decompress
 a real Kodak crop through the CLI (bit-exact, bpp of the file vs the model's estimate, header checks),
 and evaluate a folder."""
+
 from __future__ import annotations
 
 import json
@@ -28,12 +29,25 @@ def _fit(tmp_path, seed: int, name: str):
     L.seed_everything(seed)
     task = ImageCompressionTask(model_config="tiny", lr=1e-3, milestones=[STEPS - 1])
     data = ImageCompressionDataModule(
-        train_dirs=[str(shared_path("data", "images", "train"))], val_dir=str(shared_path("data", "images", "kodak")),
-        crop_size=64, batch_size=2, val_crop=64, val_limit=1, skip_small=True,
+        train_dirs=[str(shared_path("data", "images", "train"))],
+        val_dir=str(shared_path("data", "images", "kodak")),
+        crop_size=64,
+        batch_size=2,
+        val_crop=64,
+        val_limit=1,
+        skip_small=True,
     )
-    trainer = L.Trainer(accelerator="cpu", max_steps=2 * STEPS, limit_val_batches=1, val_check_interval=STEPS,
-                        logger=False, enable_progress_bar=False, enable_model_summary=False,
-                        default_root_dir=tmp_path / name, enable_checkpointing=False)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_steps=2 * STEPS,
+        limit_val_batches=1,
+        val_check_interval=STEPS,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path / name,
+        enable_checkpointing=False,
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         trainer.fit(task, datamodule=data)
@@ -96,6 +110,10 @@ def test_cli_round_trip_on_kodak_crop(trained, tmp_path, capsys):
         assert main(["decompress", str(tmp_path / f"{name}.ssmc"), str(target), "--checkpoint", str(ckpt)]) != 0
         assert not target.exists()
         assert "error:" in capsys.readouterr().err
+    target = tmp_path / "no_suffix"  # no image format to write: an error, and no file
+    assert main(["decompress", str(out), str(target), "--checkpoint", str(ckpt)]) != 0
+    assert not target.exists() and not list(tmp_path.glob(".no_suffix*"))
+    capsys.readouterr()
     target = tmp_path / "other.png"
     assert main(["decompress", str(out), str(target), "--checkpoint", str(other)]) != 0
     assert not target.exists()
@@ -110,7 +128,9 @@ def test_cli_eval_writes_csv_and_json(trained, tmp_path):
     Image.fromarray(kodak[:96, :130]).save(folder / "a.png")
     Image.fromarray(kodak[200:300, 300:400, 0]).save(folder / "b.png")  # grayscale
     out = tmp_path / "eval"
-    assert main(["eval", "--data", str(folder), "--checkpoint", str(ckpt), "--out", str(out), "--quality", "1", "2"]) == 0
+    assert (
+        main(["eval", "--data", str(folder), "--checkpoint", str(ckpt), "--out", str(out), "--quality", "1", "2"]) == 0
+    )
     summary = json.loads((out / "results.json").read_text())
     assert len(summary["per_image"]) == 4 and [a["quality"] for a in summary["averages"]] == [1, 2]
     assert all(r["bit_exact"] for r in summary["per_image"])
