@@ -14,6 +14,10 @@ $(STAMP): pyproject.toml Makefile
 	$(VENV)/bin/python -m pip install -q --upgrade pip
 	$(VENV)/bin/python -m pip install -q $(TORCH_PINS)
 	$(VENV)/bin/python -m pip install -q -e ".[dev,triton,vision,audio]" $(TORCH_PINS)
+	# codecs: compressai 1.2.8 declares numpy<2, so it goes in without its dependencies; it imports
+	# torch_geometric at package import, and the MS-SSIM oracle of the tests is pytorch-msssim
+	$(VENV)/bin/python -m pip install -q --no-deps compressai==1.2.8
+	$(VENV)/bin/python -m pip install -q pytorch-msssim torch-geometric $(TORCH_PINS)
 	touch $(STAMP)
 
 demo: $(STAMP)

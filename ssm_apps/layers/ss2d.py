@@ -33,9 +33,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..kernels import selective_scan, selective_scan_2d
-from ..kernels.scan_2d import FUSED_PATTERNS_2D
+from ..kernels import FUSED_PATTERNS_2D
 from .ssm_branch import init_dt_
-from ..kernels.scan_patterns import cross_merge, cross_scan
+from ..kernels import cross_merge, cross_scan
 from .ssm_branch import resolve_dt_rank
 
 FORWARD_TYPES = ("v05_noz", "v0")

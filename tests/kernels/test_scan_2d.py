@@ -1,6 +1,6 @@
 """Fused 2-D / 3-D selective scan (``selective_scan_2d`` / ``selective_scan_3d``).
 
-* Triton kernels (GATHER path of ``scan_triton``) under the Triton interpreter on CPU: forward and
+* Triton kernels (GATHER mode of ``scan.triton``, ``fused.triton``) under the Triton interpreter on CPU: forward and
   the gradients of x, delta, A, B, C, D, delta_bias against the unfused chain (torch backend:
   cross_scan -> selective_scan -> cross_merge) and against an independent float64 oracle, fp32
   and bf16, every fused pattern, both merge schemes (float32 atomics, per-route buffer),
@@ -17,8 +17,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from ssm_apps.kernels import TritonScanOptions, selective_scan_2d, selective_scan_3d
 from tests.helpers.oracle import selective_scan_oracle
-from ssm_apps.kernels import selective_scan_2d, selective_scan_3d
 
 TOL = {torch.float32: (6e-4, 2e-3), torch.bfloat16: (3e-2, 5e-2)}
 GRAD_SCALE = {"x": (2, 2), "delta": (5, 10)}
@@ -89,7 +89,7 @@ def make_inputs(b, c, sizes, n, pattern, dtype, use_d=True, use_bias=True, seed=
     )
 
 
-def run(fn, inp, softplus, pattern, backend, grad_out, out_dtype=None, double=False):
+def run(fn, inp, softplus, pattern, backend, grad_out, out_dtype=None, double=False, triton_options=None):
     """Output and gradients of every given input."""
     leaves = {k: (v.detach().double() if double else v.detach().clone()).requires_grad_()
               for k, v in inp.items() if v is not None}
@@ -97,7 +97,8 @@ def run(fn, inp, softplus, pattern, backend, grad_out, out_dtype=None, double=Fa
     if fn is None:
         out = scan_2d_oracle(**args, delta_softplus=softplus, pattern=pattern)
     else:
-        out = fn(**args, delta_softplus=softplus, pattern=pattern, backend=backend, out_dtype=out_dtype)
+        out = fn(**args, delta_softplus=softplus, pattern=pattern, backend=backend, out_dtype=out_dtype,
+                 triton_options=triton_options)
     gs = torch.autograd.grad((out * grad_out.to(out.dtype)).sum(), list(leaves.values()))
     return out.detach(), dict(zip(leaves, gs))
 
@@ -149,6 +150,16 @@ def test_bf16_out_dtype_on_torch_backend():
     assert selective_scan_2d(**inp, delta_softplus=True, backend="torch").dtype == torch.bfloat16
 
 
+def test_python_floats_for_D_and_delta_bias():
+    inp = make_inputs(1, 2, (3, 4), 2, "cross4", torch.float32, seed=6)
+    full = dict(inp, D=torch.full((8,), 0.5), delta_bias=torch.full((8,), 0.1))
+    ref = selective_scan_2d(**full, delta_softplus=True, backend="torch")
+    assert torch.equal(selective_scan_2d(**dict(inp, D=0.5, delta_bias=0.1), delta_softplus=True, backend="torch"), ref)
+    with pytest.raises(TypeError, match=r"selective_scan_2d: argument 'D' must be a float32 tensor of shape "
+                                        r"\(K\*c,\) = \(8,\), a Python float or None; got str"):
+        selective_scan_2d(**dict(inp, D="0.5"), backend="torch")
+
+
 # ----------------------------------------------------------------------------- bad inputs
 
 def _good(pattern="cross4", sizes=(3, 4)):
@@ -192,16 +203,11 @@ def test_bad_pattern_and_backend():
 
 @pytest.fixture
 def kernels(request, monkeypatch):
-    from ssm_apps.kernels import scan_triton
+    """The interpreter on, and the dispatcher's CUDA check passed: it runs the kernels on CPU tensors."""
+    from ssm_apps.kernels import _backend
 
-    assert scan_triton._interpreting(), "TRITON_INTERPRET=1 must be set before triton is imported"
-    monkeypatch.setattr(scan_triton, "CHECKPOINT_STEPS", 16)
-    # the dispatcher's CUDA check: the interpreter runs the kernels on CPU tensors
-    import ssm_apps.kernels.scan_2d as scan_2d
-
-    monkeypatch.setattr(scan_2d, "triton_available", lambda device: True)
-    return scan_triton
-
+    assert _backend.interpreting(), "TRITON_INTERPRET=1 must be set before triton is imported"
+    monkeypatch.setattr(_backend, "triton_available", lambda device: True)
 
 
 TRITON_CASES = [
@@ -223,9 +229,8 @@ TRITON_CASES = [
 
 
 @pytest.mark.parametrize("b,c,sizes,n,pattern,dtype,opt", TRITON_CASES)
-def test_triton_fused_against_chain_and_oracle(kernels, monkeypatch, b, c, sizes, n, pattern, dtype, opt):
-    monkeypatch.setattr(kernels, "FORCE_SEGMENTS", opt.get("segments"))
-    monkeypatch.setattr(kernels, "FUSED_ATOMIC", opt.get("atomic", True))
+def test_triton_fused_against_chain_and_oracle(kernels, b, c, sizes, n, pattern, dtype, opt):
+    options = TritonScanOptions(checkpoint_steps=16, segments=opt.get("segments"), fused_atomic=opt.get("atomic", True))
     softplus = opt.get("softplus", True)
     out_dtype = opt.get("out_dtype")
     inp = make_inputs(b, c, sizes, n, pattern, dtype, opt.get("use_d", True), opt.get("use_bias", True),
@@ -236,7 +241,7 @@ def test_triton_fused_against_chain_and_oracle(kernels, monkeypatch, b, c, sizes
     # grad_out representable in the output dtype, so the cast of out rounds nothing
     grad_out = torch.randn(b, c, *sizes, generator=torch.Generator().manual_seed(7)).to(out_dtype or dtype)
     fn = fn_of(pattern)
-    out, grads = run(fn, inp, softplus, pattern, "triton", grad_out, out_dtype)
+    out, grads = run(fn, inp, softplus, pattern, "triton", grad_out, out_dtype, triton_options=options)
     assert out.shape == (b, c, *sizes) and out.dtype == (out_dtype or dtype)
     for name, g in grads.items():
         assert g.dtype == inp[name].dtype and g.shape == inp[name].shape, name
@@ -255,6 +260,8 @@ def test_triton_plain_scan_unchanged_by_gather_flags(kernels):
     g = torch.Generator().manual_seed(2)
     u, delta = torch.randn(1, 4, 21, generator=g), 0.5 * torch.rand(1, 4, 21, generator=g)
     A, B, C = -0.5 * torch.rand(4, 2, generator=g), torch.randn(1, 2, 2, 21, generator=g), torch.randn(1, 2, 21, generator=g)
-    out = kernels.selective_scan_triton(u, delta, A, B, C, delta_softplus=True)
+    from ssm_apps.kernels.scan.triton import selective_scan_triton
+
+    out = selective_scan_triton(u, delta, A, B, C, delta_softplus=True, options=TritonScanOptions(checkpoint_steps=16))
     ref, _ = oracle_1d(u, delta, A, B, C, delta_softplus=True)
     torch.testing.assert_close(out.double(), ref, rtol=6e-4, atol=2e-3)

@@ -1,7 +1,7 @@
 """Fused 2-D / 3-D selective scan: K routes read straight from the map and merged back.
 
 ``selective_scan_2d(x, delta, A, B, C, ...)`` computes, for the K routes of a scan pattern
-(``scan_patterns``: "cross4", "bidi", "omni8"; 3-D "tri6" through ``selective_scan_3d``),
+(``patterns``: "cross4", "bidi", "omni8"; 3-D "tri6" through ``selective_scan_3d``),
 
     out = cross_merge(selective_scan(cross_scan(x), delta_s, A, B_s, C_s, D, delta_bias), pattern)
 
@@ -27,7 +27,7 @@ With ``idx = scan_index(pattern, (H, W))`` and flat pixels p, route k scans
 "atrous" is a permutation of the (padded) map without duplication, so nothing is gained by
 fusing it; it is refused here (use ``cross_scan`` -> ``selective_scan`` -> ``cross_merge``).
 
-Backends: "triton" (CUDA; the fused kernels of ``scan_triton``), "ref" / "torch" (any device;
+Backends: "triton" (CUDA; the GATHER mode of the ``scan.triton`` kernels, ``fused.triton``), "ref" / "torch" (any device;
 the unfused chain above built from ``cross_scan``, index gathers and ``selective_scan``), None =
 best available.
 """
@@ -37,9 +37,20 @@ import functools
 
 import torch
 
-from .scan_patterns import PATTERNS_2D, PATTERNS_3D, _index_on, cross_merge, cross_merge_3d, cross_scan, cross_scan_3d
-from .selective_scan import BACKENDS, Backend, default_backend, selective_scan, triton_available
-from .validation import FLOAT_DTYPES
+from .._backend import pick_backend
+from ..patterns import (
+    PATTERNS_2D,
+    PATTERNS_3D,
+    cross_merge,
+    cross_merge_3d,
+    cross_scan,
+    cross_scan_3d,
+)
+from ..patterns.maps import index_on
+from ..scan import BACKENDS, Backend, selective_scan
+from ..scan.checks import as_channel_vector
+from ..scan.options import TritonScanOptions, check_options
+from .checks import check_fused_inputs
 
 __all__ = ["FUSED_PATTERNS_2D", "FUSED_PATTERNS_3D", "selective_scan_2d", "selective_scan_3d"]
 
@@ -47,52 +58,10 @@ FUSED_PATTERNS_2D: tuple[str, ...] = ("cross4", "bidi", "omni8")
 FUSED_PATTERNS_3D: tuple[str, ...] = ("tri6",)
 
 
-def _shape(t: torch.Tensor) -> tuple[int, ...]:
-    return tuple(t.shape)
-
-
-def _fail(fn: str, name: str, expected: str, t: torch.Tensor) -> None:
-    raise ValueError(f"{fn}: argument '{name}' must be {expected}; got shape {_shape(t)} dtype {t.dtype}")
-
-
-def _check(fn: str, x, delta, A, B, C, D, delta_bias, pattern: str, rank: int, k: int, out_dtype) -> tuple:
-    """Validate a fused call; returns (b, c, spatial sizes, n)."""
-    names = {"x": x, "delta": delta, "A": A, "B": B, "C": C, "D": D, "delta_bias": delta_bias}
-    for name, t in names.items():
-        if t is None and name in ("D", "delta_bias"):
-            continue
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f"{fn}: argument '{name}' must be a torch.Tensor; got {type(t).__name__}")
-    sp_names = "D, H, W" if rank == 5 else "H, W"
-    if x.dim() != rank or x.dtype not in FLOAT_DTYPES:
-        _fail(fn, "x", f"a float32/float16/bfloat16 tensor (b, c, {sp_names})", x)
-    b, c, *sizes = x.shape
-    if b < 1 or c < 1 or min(sizes) < 1:
-        _fail(fn, "x", f"a non-empty (b, c, {sp_names})", x)
-    if A.dim() != 2 or A.dtype != torch.float32 or A.shape[0] != k * c or not 1 <= A.shape[1] <= 256:
-        _fail(fn, "A", f"float32 (K*c, n) = ({k * c}, n) with 1 <= n <= 256 (K = {k} for {pattern!r})", A)
-    n = A.shape[1]
-    sp = ", ".join(str(s) for s in sizes)
-    if _shape(delta) != (b, k, c, *sizes) or delta.dtype != x.dtype:
-        _fail(fn, "delta", f"(b, K, c, {sp_names}) = ({b}, {k}, {c}, {sp}) per pixel, dtype {x.dtype} like x", delta)
-    for name, t in (("B", B), ("C", C)):
-        if _shape(t) != (b, k, n, *sizes) or t.dtype != x.dtype:
-            _fail(fn, name, f"(b, K, n, {sp_names}) = ({b}, {k}, {n}, {sp}) per pixel, dtype {x.dtype} like x", t)
-    for name, t in (("D", D), ("delta_bias", delta_bias)):
-        if t is not None and (_shape(t) != (k * c,) or t.dtype != torch.float32):
-            _fail(fn, name, f"float32 (K*c,) = ({k * c},)", t)
-    devices = {t.device for t in names.values() if t is not None}
-    if len(devices) != 1:
-        raise ValueError(f"{fn}: all tensors must be on one device; got {sorted(str(d) for d in devices)}")
-    if out_dtype is not None and out_dtype not in FLOAT_DTYPES:
-        raise ValueError(f"{fn}: argument 'out_dtype' must be float32/float16/bfloat16 or None; got {out_dtype}")
-    return b, c, tuple(sizes), n
-
-
 @functools.lru_cache(maxsize=64)
 def _index_i32(pattern: str, sizes: tuple[int, ...], device: torch.device) -> torch.Tensor:
     """The pattern's (K, L) index map as int32 on ``device`` (cached; never handed out)."""
-    return _index_on(pattern, sizes, device).to(torch.int32).contiguous()
+    return index_on(pattern, sizes, device).to(torch.int32).contiguous()
 
 
 def _pixels_last(t: torch.Tensor, lead: int) -> torch.Tensor:
@@ -112,7 +81,8 @@ def _to_scan_order(t: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return torch.gather(t, -1, index.view(1, k, 1, length).expand(b, k, m, length))
 
 
-def _scan(fn: str, x, delta, A, B, C, D, delta_bias, delta_softplus, pattern, backend, out_dtype, rank):
+def _scan(fn: str, x, delta, A, B, C, D, delta_bias, delta_softplus, pattern, backend, out_dtype, rank,
+          triton_options):
     patterns = FUSED_PATTERNS_3D if rank == 5 else FUSED_PATTERNS_2D
     all_patterns = PATTERNS_3D if rank == 5 else PATTERNS_2D
     if pattern not in patterns:
@@ -122,25 +92,26 @@ def _scan(fn: str, x, delta, A, B, C, D, delta_bias, delta_softplus, pattern, ba
                      "use cross_scan -> selective_scan -> cross_merge)")
         raise ValueError(f"{fn}: argument 'pattern' must be one of {list(patterns)}; got {pattern!r}{extra}")
     k = all_patterns[pattern]
-    b, c, sizes, n = _check(fn, x, delta, A, B, C, D, delta_bias, pattern, rank, k, out_dtype)
-    backend = backend or default_backend(x.device)
-    if backend not in BACKENDS:
-        raise ValueError(f"{fn}: argument 'backend' must be one of {BACKENDS} or None; got {backend!r}")
+    if isinstance(x, torch.Tensor) and x.dim() == rank:
+        D = as_channel_vector(fn, "D", D, k * x.shape[1], x.device, label="K*c")
+        delta_bias = as_channel_vector(fn, "delta_bias", delta_bias, k * x.shape[1], x.device, label="K*c")
+    b, c, sizes, n = check_fused_inputs(fn, x, delta, A, B, C, D, delta_bias, pattern, rank, k, out_dtype)
+    triton_options = check_options(fn, triton_options)
+    backend = pick_backend(fn, backend, x.device, BACKENDS)
     length = 1
     for s in sizes:
         length *= s
     if backend == "triton":
-        if not triton_available(x.device):
-            raise RuntimeError(f"{fn}: backend 'triton' needs a CUDA tensor and triton installed; got device {x.device}")
-        from .scan_triton import selective_scan_gather_triton
+        from .triton import selective_scan_gather_triton  # lazily: it imports triton
 
         out = selective_scan_gather_triton(
             _pixels_last(x, 1).reshape(b, c, length), _pixels_last(delta, 2).reshape(b, k * c, length), A,
             B.reshape(b, k, n, length).contiguous(), C.reshape(b, k, n, length).contiguous(),
-            _index_i32(pattern, sizes, x.device), D, delta_bias, delta_softplus, out_dtype=out_dtype)
+            _index_i32(pattern, sizes, x.device), D, delta_bias, delta_softplus, out_dtype=out_dtype,
+            options=triton_options)
         return out.view(b, c, *sizes)
     # unfused chain (also the oracle of the fused kernels)
-    index = _index_on(pattern, sizes, x.device)
+    index = index_on(pattern, sizes, x.device)
     xs = cross_scan_3d(x, pattern) if rank == 5 else cross_scan(x, pattern)  # (b, K, c, L)
     ds = _to_scan_order(delta.reshape(b, k, c, length), index)
     Bs = _to_scan_order(B.reshape(b, k, n, length), index)
@@ -164,6 +135,7 @@ def selective_scan_2d(
     pattern: str = "cross4",
     backend: Backend | None = None,
     out_dtype: torch.dtype | None = None,
+    triton_options: TritonScanOptions | None = None,
 ) -> torch.Tensor:
     """Selective scan over the K routes of a 2-D ``pattern``, merged back onto the map.
 
@@ -172,18 +144,20 @@ def selective_scan_2d(
         delta: (b, K, c, H, W) step sizes per pixel (route k's value at the step visiting (h, w)).
         A: (K*c, n) float32.
         B, C: (b, K, n, H, W) per pixel.
-        D, delta_bias: (K*c,) float32 or None.
+        D, delta_bias: (K*c,) float32, a Python float (every channel) or None.
         delta_softplus: softplus(delta + delta_bias) as the step size.
         pattern: "cross4" (K 4), "bidi" (K 2) or "omni8" (K 8); "atrous" is refused (not fused).
         backend: "triton" (fused CUDA kernels), "ref" / "torch" (unfused chain), None = best.
         out_dtype: dtype of the result (default x's).
+        triton_options: how the fused Triton kernels run (``TritonScanOptions``: e.g. the merge
+            scheme ``fused_atomic``; None = the defaults); the other backends do not read it.
 
     Returns:
         (b, c, H, W): sum over routes of each route's scan output at the pixels it visits.
         See the module docstring for the exact layout.
     """
     return _scan("selective_scan_2d", x, delta, A, B, C, D, delta_bias, delta_softplus, pattern, backend,
-                 out_dtype, 4)
+                 out_dtype, 4, triton_options)
 
 
 @torch.compiler.disable
@@ -199,8 +173,9 @@ def selective_scan_3d(
     pattern: str = "tri6",
     backend: Backend | None = None,
     out_dtype: torch.dtype | None = None,
+    triton_options: TritonScanOptions | None = None,
 ) -> torch.Tensor:
     """``selective_scan_2d`` for volumes: x (b, c, D, H, W), delta (b, K, c, D, H, W),
-    B and C (b, K, n, D, H, W), pattern "tri6" (K 6); returns (b, c, D, H, W)."""
+    B and C (b, K, n, D, H, W), pattern "tri6" (K 6); returns (b, c, D, H, W); other arguments as there."""
     return _scan("selective_scan_3d", x, delta, A, B, C, D, delta_bias, delta_softplus, pattern, backend,
-                 out_dtype, 5)
+                 out_dtype, 5, triton_options)

@@ -1,9 +1,9 @@
-"""Triton kernels for the scan patterns of ``scan_patterns``: cross scan (gather) and cross merge.
+"""Triton kernels of the scan patterns: cross scan (gather) and cross merge.
 
-Both kernels work from the cached int32 maps of ``scan_patterns._route_maps``, derived
-from the one definition of every route (``scan_patterns._index_cpu``); nothing here
-knows a pattern's geometry, so every 2-D pattern ("cross4", "bidi", "omni8",
-"atrous") and the 3-D "tri6" run through the same two kernels:
+Both kernels work from the cached int32 maps of ``maps.route_maps``, derived from the one
+definition of every route (``maps.index_cpu``); nothing here knows a pattern's geometry, so
+every 2-D pattern ("cross4", "bidi", "omni8", "atrous") and the 3-D "tri6" run through the
+same two kernels:
 
 * scan: x (b, c, N) -> ys (b, K, c, L) with ys[:, k, :, i] = x[:, :, src[k, i]],
   and 0 where src[k, i] < 0 (the zero padding of "atrous", never materialised);
@@ -14,33 +14,24 @@ knows a pattern's geometry, so every 2-D pattern ("cross4", "bidi", "omni8",
 
 The accumulator is float32 for float16/bfloat16 (rounded once at the end), else the
 input dtype: exactly the order and dtype of the PyTorch merge, so results are
-bit-identical to it (see the module docstring of ``scan_patterns``).
+bit-identical to it (see the package docstring).
 
-Entry points: ``scan_routes`` / ``merge_routes`` (the raw kernels, no autograd) and
-``cross_scan_triton`` / ``cross_merge_triton`` / ``cross_scan_3d_triton`` /
-``cross_merge_3d_triton`` (validated, differentiable: each one's backward is the other
-kernel). The latter skip the device check of ``cross_scan(..., backend="triton")``, so
-that the Triton interpreter (``TRITON_INTERPRET=1``) can run them on CPU tensors.
+Entry points: ``scan_routes`` / ``merge_routes`` (the raw kernels, no autograd; ``autograd``
+dispatches to them). The validated, differentiable Triton-only functions
+(``cross_scan_triton`` ...) are in ``api``.
 """
 from __future__ import annotations
 
 import math
-import os
 
 import torch
 import triton
 import triton.language as tl
 
-from . import scan_patterns as sp
+from .._backend import device_guard, interpreting
+from .maps import route_maps
 
-__all__ = [
-    "cross_merge_3d_triton",
-    "cross_merge_triton",
-    "cross_scan_3d_triton",
-    "cross_scan_triton",
-    "merge_routes",
-    "scan_routes",
-]
+__all__ = ["merge_routes", "scan_routes"]
 
 #: Tile (channels x steps or positions) of one program, compiled: 4 x 512 with 4 warps.
 BLOCK_C = 4
@@ -53,12 +44,8 @@ INTERPRET_BLOCK_N = 32
 _DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
-def _interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
-
-
 def _tile() -> tuple[int, int, int]:
-    if _interpreting():
+    if interpreting():
         return INTERPRET_BLOCK_C, INTERPRET_BLOCK_N, 1
     return BLOCK_C, BLOCK_N, NUM_WARPS
 
@@ -67,8 +54,14 @@ def _tile() -> tuple[int, int, int]:
 
 
 @triton.jit
-def _scan_kernel(x_ptr, src_ptr, out_ptr, C, N, L, n_cblk, n_lblk, K: tl.constexpr,
-                 BC: tl.constexpr, BL: tl.constexpr):
+def _scan_kernel(
+    # Pointers
+    x_ptr, src_ptr, out_ptr,
+    # Dimensions (channels, map positions, route length, channel / step blocks)
+    C, N, L, n_cblk, n_lblk,
+    # Meta-parameters
+    K: tl.constexpr, BC: tl.constexpr, BL: tl.constexpr,
+):
     # program (pid, k): batch b, channels [cb * BC, +BC), steps [lb * BL, +BL) of route k
     pid = tl.program_id(0)
     k = tl.program_id(1)
@@ -105,8 +98,14 @@ def _f32_to_bf16(x):
 
 
 @triton.jit
-def _merge_kernel(ys_ptr, inv_ptr, out_ptr, C, N, L, n_cblk, n_nblk, K: tl.constexpr,
-                  ACC_F64: tl.constexpr, IS_BF16: tl.constexpr, BC: tl.constexpr, BN: tl.constexpr):
+def _merge_kernel(
+    # Pointers
+    ys_ptr, inv_ptr, out_ptr,
+    # Dimensions (channels, map positions, route length, channel / position blocks)
+    C, N, L, n_cblk, n_nblk,
+    # Meta-parameters
+    K: tl.constexpr, ACC_F64: tl.constexpr, IS_BF16: tl.constexpr, BC: tl.constexpr, BN: tl.constexpr,
+):
     # program pid: batch b, channels [cb * BC, +BC), map positions [nb * BN, +BN)
     pid = tl.program_id(0)
     nb = pid % n_nblk
@@ -152,7 +151,7 @@ def scan_routes(x: torch.Tensor, pattern: str, sizes: tuple[int, ...]) -> torch.
     valid (the public functions check them). Non-contiguous x is copied first.
     """
     _check_dtype("scan_routes", "x", x)
-    src, _ = sp._route_maps(pattern, tuple(sizes), x.device)
+    src, _ = route_maps(pattern, tuple(sizes), x.device)
     k, length = src.shape
     b, c = x.shape[:2]
     n = math.prod(sizes)
@@ -162,8 +161,10 @@ def scan_routes(x: torch.Tensor, pattern: str, sizes: tuple[int, ...]) -> torch.
     x = x.contiguous()
     bc, bl, warps = _tile()
     n_cblk, n_lblk = triton.cdiv(c, bc), triton.cdiv(length, bl)
-    _scan_kernel[(b * n_cblk * n_lblk, k)](x, src, out, c, n, length, n_cblk, n_lblk, K=k, BC=bc, BL=bl,
-                                          num_warps=warps)
+    with device_guard(x.device):
+        _scan_kernel[(b * n_cblk * n_lblk, k)](
+            x_ptr=x, src_ptr=src, out_ptr=out, C=c, N=n, L=length, n_cblk=n_cblk, n_lblk=n_lblk,
+            K=k, BC=bc, BL=bl, num_warps=warps)
     return out
 
 
@@ -175,7 +176,7 @@ def merge_routes(ys: torch.Tensor, pattern: str, sizes: tuple[int, ...]) -> torc
     the PyTorch merge. Arguments are assumed valid; non-contiguous ys is copied first.
     """
     _check_dtype("merge_routes", "ys", ys)
-    _, inv = sp._route_maps(pattern, tuple(sizes), ys.device)
+    _, inv = route_maps(pattern, tuple(sizes), ys.device)
     k, n = inv.shape
     b, _, c, length = ys.shape
     out = torch.empty((b, c, *sizes), dtype=ys.dtype, device=ys.device)
@@ -184,34 +185,9 @@ def merge_routes(ys: torch.Tensor, pattern: str, sizes: tuple[int, ...]) -> torc
     ys = ys.contiguous()
     bc, bn, warps = _tile()
     n_cblk, n_nblk = triton.cdiv(c, bc), triton.cdiv(n, bn)
-    _merge_kernel[(b * n_cblk * n_nblk,)](ys, inv, out, c, n, length, n_cblk, n_nblk, K=k,
-                                          ACC_F64=ys.dtype == torch.float64,
-                                          IS_BF16=ys.dtype == torch.bfloat16, BC=bc, BN=bn, num_warps=warps)
+    with device_guard(ys.device):
+        _merge_kernel[(b * n_cblk * n_nblk,)](
+            ys_ptr=ys, inv_ptr=inv, out_ptr=out, C=c, N=n, L=length, n_cblk=n_cblk, n_nblk=n_nblk,
+            K=k, ACC_F64=ys.dtype == torch.float64, IS_BF16=ys.dtype == torch.bfloat16, BC=bc, BN=bn,
+            num_warps=warps)
     return out
-
-
-# ----------------------------------------------------------------------------- differentiable entry points
-
-
-def cross_scan_triton(x: torch.Tensor, pattern: str = "cross4") -> torch.Tensor:
-    """``cross_scan`` on the Triton kernels: x (b, c, H, W) -> (b, K, c, L_k); backward = merge kernel."""
-    x, pattern, sizes = sp._scan_2d_args("cross_scan_triton", x, pattern)
-    return sp._Scan.apply(x, pattern, sizes, "triton")
-
-
-def cross_merge_triton(ys: torch.Tensor, pattern: str, hw: tuple[int, int]) -> torch.Tensor:
-    """``cross_merge`` on the Triton kernels: ys (b, K, c, L_k) -> (b, c, H, W); backward = scan kernel."""
-    ys, pattern, sizes = sp._merge_2d_args("cross_merge_triton", ys, pattern, hw)
-    return sp._Merge.apply(ys, pattern, sizes, "triton")
-
-
-def cross_scan_3d_triton(x: torch.Tensor, pattern: str = "tri6") -> torch.Tensor:
-    """``cross_scan_3d`` on the Triton kernels: x (b, c, D, H, W) -> (b, K, c, D * H * W)."""
-    x, pattern, sizes = sp._scan_3d_args("cross_scan_3d_triton", x, pattern)
-    return sp._Scan.apply(x, pattern, sizes, "triton")
-
-
-def cross_merge_3d_triton(ys: torch.Tensor, pattern: str, dhw: tuple[int, int, int]) -> torch.Tensor:
-    """``cross_merge_3d`` on the Triton kernels: ys (b, K, c, D * H * W) -> (b, c, D, H, W)."""
-    ys, pattern, sizes = sp._merge_3d_args("cross_merge_3d_triton", ys, pattern, dhw)
-    return sp._Merge.apply(ys, pattern, sizes, "triton")

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.helpers.oracle import selective_scan_oracle
 from ssm_apps.kernels import default_backend, selective_scan
+from tests.helpers.oracle import selective_scan_oracle
 
 # mamba_ssm's test tolerances; du gets 2x, ddelta 5x rtol / 10x atol.
 TOL = {torch.float32: (6e-4, 2e-3), torch.bfloat16: (3e-2, 5e-2)}
@@ -96,7 +96,7 @@ def test_torch_backend_long_sequence_stiff_decay(n):
 
 def test_chunked_matches_ref_bitwise_close_across_chunk_sizes():
     """The chunk boundary must not matter: chunks of 1, 7 and 64 agree to fp32 rounding."""
-    from ssm_apps.kernels.scan_chunked import scan_chunked
+    from ssm_apps.kernels.scan.chunked import scan_chunked
 
     g = torch.Generator().manual_seed(3)
     u, delta = torch.randn(2, 4, 100, generator=g), 0.3 * torch.rand(2, 4, 100, generator=g)
@@ -142,3 +142,22 @@ def test_unknown_backend_and_triton_on_cpu():
         selective_scan(**_valid(), backend="cuda")
     with pytest.raises(RuntimeError, match="backend 'triton' needs a CUDA tensor"):
         selective_scan(**_valid(), backend="triton")
+
+
+@pytest.mark.parametrize("backend", ["ref", "torch"])
+def test_python_floats_for_D_and_delta_bias(backend):
+    """D and delta_bias may be Python numbers: the same result as the (d,) tensors filled with them."""
+    inp = _valid()
+    full = dict(inp, D=torch.full((4,), 1.0), delta_bias=torch.full((4,), -0.25))
+    ref = selective_scan(**full, delta_softplus=True, backend=backend)
+    got = selective_scan(**dict(inp, D=1.0, delta_bias=-0.25), delta_softplus=True, backend=backend)
+    assert torch.equal(got, ref)
+    assert torch.equal(selective_scan(**dict(inp, D=2), backend=backend),
+                       selective_scan(**dict(inp, D=torch.full((4,), 2.0)), backend=backend))
+
+
+def test_non_tensor_D_and_delta_bias_name_the_argument():
+    for name, value in (("D", "1.0"), ("delta_bias", True), ("D", [1.0] * 4)):
+        with pytest.raises(TypeError, match=rf"selective_scan: argument '{name}' must be a float32 tensor of shape "
+                                            rf"\(d,\) = \(4,\), a Python float or None; got {type(value).__name__}"):
+            selective_scan(**dict(_valid(), **{name: value}))

@@ -13,22 +13,23 @@ from __future__ import annotations
 import pytest
 import torch
 
+from ssm_apps.kernels._backend import interpreting
+from ssm_apps.kernels.scan.triton import TritonScanOptions, selective_scan_triton
+from ssm_apps.kernels.scan.triton.segments import _segments
 from tests.helpers.oracle import selective_scan_oracle
-
-
-from ssm_apps.kernels import scan_triton
-from ssm_apps.kernels.scan_triton import selective_scan_triton
 
 # mamba_ssm's test tolerances; du gets 2x, ddelta 5x rtol / 10x atol.
 TOL = {torch.float32: (6e-4, 2e-3), torch.bfloat16: (3e-2, 5e-2)}
 GRAD_SCALE = {"u": (2, 2), "delta": (5, 10)}
 
 
-@pytest.fixture(autouse=True)
-def short_checkpoints(request, monkeypatch):
-    assert scan_triton._interpreting(), "TRITON_INTERPRET=1 must be set before triton is imported"
-    monkeypatch.setattr(scan_triton, "CHECKPOINT_STEPS", 16)
+#: 16-step checkpoint chunks; ``segments`` None = automatic
+SHORT = TritonScanOptions(checkpoint_steps=16)
 
+
+@pytest.fixture(autouse=True)
+def interpreter_on():
+    assert interpreting(), "TRITON_INTERPRET=1 must be set before triton is imported"
 
 
 def make_inputs(b, d, L, n, layout, dtype, groups=2, seed=0):
@@ -48,12 +49,14 @@ def make_inputs(b, d, L, n, layout, dtype, groups=2, seed=0):
     )
 
 
-def check(inp, softplus, out_dtype=None, last_grad=False, seed=1):
+def check(inp, softplus, out_dtype=None, last_grad=False, seed=1, segments=None):
     """Forward, last state and every gradient of the Triton path against the oracle."""
     dtype = inp["u"].dtype
     leaves = {k: v.clone().requires_grad_() for k, v in inp.items() if v is not None}
     args = {k: leaves.get(k) for k in inp}
-    out, last = selective_scan_triton(**args, delta_softplus=softplus, return_last_state=True, out_dtype=out_dtype)
+    options = TritonScanOptions(checkpoint_steps=16, segments=segments)
+    out, last = selective_scan_triton(**args, delta_softplus=softplus, return_last_state=True, out_dtype=out_dtype,
+                                      options=options)
     b, d, L = inp["u"].shape
     assert out.dtype == (out_dtype or dtype) and out.shape == (b, d, L)
     assert last.dtype == torch.float32 and last.shape == (b, d, inp["A"].shape[1])
@@ -108,16 +111,15 @@ SEGMENT_CASES = [pytest.param(c, None, id=f"{_case_id(c)}-auto-segments") for c 
 
 
 @pytest.mark.parametrize("case,segments", SEGMENT_CASES)
-def test_against_oracle(case, segments, monkeypatch):
+def test_against_oracle(case, segments):
     """Tiny batch x channel counts: with L > 16 the sequence splits into parallel segments
     (one per 16-step checkpoint chunk) unless forced to one."""
     b, d, L, n, layout, dtype, opt = case
-    monkeypatch.setattr(scan_triton, "FORCE_SEGMENTS", segments)
     inp = make_inputs(b, d, L, n, layout, dtype, seed=L + n)
     for key, name in (("z", "z"), ("D", "D"), ("bias", "delta_bias")):
         if not opt[key]:
             inp[name] = None
-    check(inp, opt["softplus"])
+    check(inp, opt["softplus"], segments=segments)
 
 
 def test_grouped_four_groups_state_one():
@@ -128,18 +130,16 @@ def test_grouped_four_groups_state_one():
 
 
 @pytest.mark.parametrize("segments", [None, 1], ids=["auto-segments", "one-segment"])
-def test_out_dtype_float32_from_bf16_and_last_state_gradient(segments, monkeypatch):
-    monkeypatch.setattr(scan_triton, "FORCE_SEGMENTS", segments)
+def test_out_dtype_float32_from_bf16_and_last_state_gradient(segments):
     inp = make_inputs(1, 4, 26, 4, ("shared", "shared"), torch.bfloat16, seed=7)
-    check(inp, True, out_dtype=torch.float32, last_grad=True)
+    check(inp, True, out_dtype=torch.float32, last_grad=True, segments=segments)
 
 
-def test_segments_spanning_several_checkpoint_chunks(monkeypatch):
+def test_segments_spanning_several_checkpoint_chunks():
     """Two segments of three 16-step checkpoint chunks (the last one partial), constant B, grouped C."""
-    monkeypatch.setattr(scan_triton, "FORCE_SEGMENTS", 2)
-    assert scan_triton._segments(1, 4, 5) == (2, 3)
+    assert _segments(1, 4, 5, forced=2) == (2, 3)
     inp = make_inputs(1, 4, 70, 3, ("constant", "grouped"), torch.float32, seed=19)
-    check(inp, True, last_grad=True)
+    check(inp, True, last_grad=True, segments=2)
 
 
 def test_non_contiguous_inputs():
@@ -163,8 +163,8 @@ def test_largest_state():
 def test_inference_without_grad_matches_training_forward():
     inp = make_inputs(1, 4, 30, 4, ("shared", "shared"), torch.float32, seed=13)
     with torch.no_grad():
-        out, last = selective_scan_triton(**inp, delta_softplus=True, return_last_state=True)
-        out_only = selective_scan_triton(**inp, delta_softplus=True)
+        out, last = selective_scan_triton(**inp, delta_softplus=True, return_last_state=True, options=SHORT)
+        out_only = selective_scan_triton(**inp, delta_softplus=True, options=SHORT)
     ref_out, ref_last = selective_scan_oracle(**inp, delta_softplus=True)
     torch.testing.assert_close(out.double(), ref_out, rtol=6e-4, atol=2e-3)
     torch.testing.assert_close(last.double(), ref_last, rtol=6e-4, atol=2e-3)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ssm_apps.kernels.scan_patterns import (
+from ssm_apps.kernels.patterns import (
     PATTERNS_2D,
     PATTERNS_3D,
     cross_merge,
@@ -296,11 +296,44 @@ def test_gradients_follow_the_merge_order_exactly(pattern, dtype):
     assert torch.equal(gv, cross_merge_3d(g3, "tri6", (2, 3, 4)))
 
 
-def test_backend_argument():
+def test_backend_argument(monkeypatch):
+    """backend="torch" and backend="triton" are different implementations (index_add vs the Triton kernels,
+    run here by the interpreter on CPU tensors): outputs and gradients bit-identical to each other and to
+    the loop oracle; None picks the torch backend on CPU and the Triton one where it is available."""
+    from ssm_apps.kernels import _backend
+    from ssm_apps.kernels.patterns import autograd
+
+    assert _backend.interpreting(), "TRITON_INTERPRET=1 must be set before triton is imported"
+    ran = []
+    impl = autograd._impl
+    monkeypatch.setattr(autograd, "_impl", lambda backend: ran.append(backend) or impl(backend))
+    x = _int_valued(1, 2, 3, 4, seed=25)
+    v = _int_valued(1, 2, 2, 3, 4, seed=26)
+    results = {}
+    for backend in ("torch", "triton", None):
+        if backend == "triton":  # the dispatcher's CUDA check: the interpreter runs the kernels on CPU
+            monkeypatch.setattr(_backend, "triton_available", lambda device: True)
+        xl, vl = x.clone().requires_grad_(), v.clone().requires_grad_()
+        ys = cross_scan(xl, "omni8", backend=backend)
+        merged = cross_merge(ys, "omni8", (3, 4), backend=backend)
+        vs = cross_scan_3d(vl, backend=backend)
+        merged3 = cross_merge_3d(vs, "tri6", (2, 3, 4), backend=backend)
+        grads = torch.autograd.grad((merged * merged).sum() + (merged3 * merged3).sum(), (xl, vl))
+        results[backend] = (ys, merged, vs, merged3, *grads)
+    # each op (and its backward, the other op) ran on the backend asked for; None -> triton when available
+    assert ran == ["torch"] * 8 + ["triton"] * 16
+    ref = results["torch"]
+    assert torch.equal(ref[0], _oracle_scan_2d(x, "omni8"))
+    assert torch.equal(ref[1], _oracle_merge_2d(ref[0], "omni8", 3, 4))
+    assert torch.equal(ref[2], _oracle_scan_3d(v, "tri6"))
+    assert torch.equal(ref[3], _oracle_merge_3d(ref[2], "tri6", 2, 3, 4))
+    for backend in ("triton", None):
+        for got, want in zip(results[backend], ref):
+            assert got.dtype == want.dtype and torch.equal(got, want), backend
+
+
+def test_backend_argument_errors():
     x = _randn(1, 2, 3, 4, seed=25)
-    assert torch.equal(cross_scan(x, "omni8", backend="torch"), cross_scan(x, "omni8"))
-    ys = cross_scan(x, "omni8")
-    assert torch.equal(cross_merge(ys, "omni8", (3, 4), backend="torch"), cross_merge(ys, "omni8", (3, 4)))
     with pytest.raises(ValueError, match=r"cross_scan_3d: argument 'backend' must be one of \('torch', 'triton'\)"):
         cross_scan_3d(x.view(1, 2, 1, 3, 4), backend="cuda")
     with pytest.raises(RuntimeError, match="cross_merge_3d: backend 'triton' needs a CUDA tensor"):

@@ -6,30 +6,19 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from .scan_chunked import scan_chunked
-from .scan_ref import scan_ref
-from .validation import check_scan_inputs
+from .._backend import pick_backend
+from .checks import as_channel_vector, check_scan_inputs
+from .chunked import scan_chunked
+from .options import TritonScanOptions, check_options
+from .ref import scan_ref
 
 Backend = Literal["ref", "torch", "triton"]
 BACKENDS: tuple[str, ...] = ("ref", "torch", "triton")
 
 
-def triton_available(device: torch.device) -> bool:
-    """True when the Triton backend can run on ``device`` (a CUDA device with triton installed)."""
-    if device.type != "cuda":
-        return False
-    try:
-        import triton  # noqa: F401
-    except ImportError:
-        return False
-    from . import scan_triton  # noqa: F401  (imported lazily: it needs triton)
-
-    return True
-
-
 def default_backend(device: torch.device) -> str:
     """The fastest backend available on ``device``."""
-    return "triton" if triton_available(device) else "torch"
+    return pick_backend("default_backend", None, device, BACKENDS)
 
 
 @torch.compiler.disable
@@ -39,13 +28,14 @@ def selective_scan(
     A: torch.Tensor,
     B: torch.Tensor,
     C: torch.Tensor,
-    D: torch.Tensor | None = None,
+    D: torch.Tensor | float | None = None,
     z: torch.Tensor | None = None,
-    delta_bias: torch.Tensor | None = None,
+    delta_bias: torch.Tensor | float | None = None,
     delta_softplus: bool = False,
     return_last_state: bool = False,
     backend: Backend | None = None,
     out_dtype: torch.dtype | None = None,
+    triton_options: TritonScanOptions | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Selective state-space scan (Mamba-1), as mamba_ssm's ``selective_scan_fn``.
 
@@ -55,30 +45,32 @@ def selective_scan(
         A: (d, n) float32 state matrix (diagonal per channel), n <= 256.
         B, C: (d, n) constant, (b, n, L) shared by all channels, or (b, g, n, L) grouped
             (channel i uses group i // (d / g)).
-        D: (d,) float32 skip weight; z: (b, d, L) gate; delta_bias: (d,) float32.
+        D: (d,) float32 skip weight, or a Python float used for every channel.
+        z: (b, d, L) gate.
+        delta_bias: (d,) float32, or a Python float used for every channel.
         return_last_state: also return the final state (b, d, n) float32.
         backend: "ref" (sequential), "torch" (chunked), "triton" (CUDA), None = best available.
         out_dtype: dtype of ``out`` (default u's), e.g. float32 output from 16-bit inputs.
+        triton_options: how the Triton kernels run (``TritonScanOptions``; None = the defaults);
+            the other backends do not read it.
 
     Returns:
         out (b, d, L) in ``out_dtype`` or u's dtype, ``(y + D * u) * silu(z)``; and the last state if asked.
         Arithmetic is float32 whatever the input dtype.
     """
+    if isinstance(u, torch.Tensor) and u.dim() == 3:
+        D = as_channel_vector("selective_scan", "D", D, u.shape[1], u.device)
+        delta_bias = as_channel_vector("selective_scan", "delta_bias", delta_bias, u.shape[1], u.device)
     check_scan_inputs(u, delta, A, B, C, D, z, delta_bias)
     if out_dtype is not None and out_dtype not in (torch.float32, torch.float16, torch.bfloat16):
         raise ValueError(f"selective_scan: argument 'out_dtype' must be float32/float16/bfloat16 or None; got {out_dtype}")
-    backend = backend or default_backend(u.device)
-    if backend not in BACKENDS:
-        raise ValueError(f"selective_scan: argument 'backend' must be one of {BACKENDS} or None; got {backend!r}")
+    triton_options = check_options("selective_scan", triton_options)
+    backend = pick_backend("selective_scan", backend, u.device, BACKENDS)
     if backend == "triton":
-        if not triton_available(u.device):
-            raise RuntimeError(
-                f"selective_scan: backend 'triton' needs a CUDA tensor and triton installed; got device {u.device}"
-            )
-        from .scan_triton import selective_scan_triton
+        from .triton import selective_scan_triton  # lazily: it imports triton
 
         return selective_scan_triton(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state,
-                                     out_dtype=out_dtype)
+                                     out_dtype=out_dtype, options=triton_options)
 
     dtype_in = u.dtype
     u32 = u.float()

@@ -4,6 +4,7 @@ Every error names the argument, the expected shape or dtype and what was given.
 """
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -54,6 +55,25 @@ def _check_bc(name: str, t: torch.Tensor, s: ScanShape) -> None:
         _fail(name, "of rank 2 (d, n), 3 (b, n, L) or 4 (b, g, n, L)", t)
 
 
+def as_channel_vector(
+    fn: str, name: str, value: object, dim: int, device: torch.device, label: str = "d"
+) -> object:
+    """A per-channel parameter (D, delta_bias) given as a Python number, as a float32 (dim,) tensor.
+
+    Tensors and None are returned unchanged (the checks judge them); a real number (not a bool) is
+    filled into a (dim,) float32 tensor on ``device``; anything else raises a TypeError naming the
+    argument (``label`` names the size in the message).
+    """
+    if value is None or isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return torch.full((dim,), float(value), dtype=torch.float32, device=device)
+    raise TypeError(
+        f"{fn}: argument '{name}' must be a float32 tensor of shape ({label},) = ({dim},), a Python float or None; "
+        f"got {type(value).__name__}"
+    )
+
+
 def check_scan_inputs(
     u: torch.Tensor,
     delta: torch.Tensor,
@@ -89,6 +109,11 @@ def check_scan_inputs(
     _check_bc("B", B, s)
     _check_bc("C", C, s)
     for name, vec in (("D", D), ("delta_bias", delta_bias)):
+        if vec is not None and not isinstance(vec, torch.Tensor):
+            raise TypeError(
+                f"selective_scan: argument '{name}' must be a float32 tensor of shape (d,) = ({dim},), "
+                f"a Python float or None; got {type(vec).__name__}"
+            )
         if vec is not None and (vec.dtype != torch.float32 or tuple(vec.shape) != (dim,)):
             _fail(name, f"a float32 tensor of shape (d,) = ({dim},)", vec)
     if z is not None:

@@ -1,33 +1,35 @@
-"""Triton scan-pattern kernels (patterns_triton), run on CPU by the Triton interpreter.
+"""Triton scan-pattern kernels (``kernels.patterns.triton``), run on CPU by the Triton interpreter.
 
 Every result must be bit-identical (``torch.equal``) to the PyTorch backend of
-``scan_patterns``: scans, merges (same summation order and accumulation dtype) and
+``kernels.patterns``: scans, merges (same summation order and accumulation dtype) and
 gradients (each op's backward is the other op). The interpreter is switched on
 by tests/conftest.py, before anything imports triton.
 
-The interpreter's tile is 2 channels x 32 steps (patterns_triton.INTERPRET_BLOCK_*), so in
+The interpreter's tile is 2 channels x 32 steps (patterns.triton.INTERPRET_BLOCK_*), so in
 the forward tests c = 3 leaves a half-masked channel block and L = 35 two step blocks, the
 last partial; the gradient tests (the same kernels) use one larger tile to save time.
 """
 from __future__ import annotations
 
-import sys
-
 import pytest
 import torch
 
-from ssm_apps.kernels import scan_patterns as sp
-from ssm_apps.kernels.scan_patterns import (
+from ssm_apps.kernels import _backend
+from ssm_apps.kernels.patterns import (
     PATTERNS_2D,
+    autograd,
     cross_merge,
     cross_merge_3d,
+    cross_merge_3d_triton,
+    cross_merge_triton,
     cross_scan,
     cross_scan_3d,
+    cross_scan_3d_triton,
+    cross_scan_triton,
+    maps,
     scan_length,
 )
-
-
-from ssm_apps.kernels import patterns_triton as pt
+from ssm_apps.kernels.patterns import triton as pt
 
 DTYPES = [torch.float32, torch.bfloat16]
 # (H, W) per pattern: odd sizes everywhere; atrous also on an even grid (no padding)
@@ -41,8 +43,7 @@ NO_INTERPRETER_NEEDED = {"test_route_maps_follow_the_index_map", "test_dispatch_
 def interpreter_on(request):
     if request.node.originalname in NO_INTERPRETER_NEEDED:
         return
-    assert pt._interpreting(), "TRITON_INTERPRET=1 must be set before triton is imported"
-
+    assert _backend.interpreting(), "TRITON_INTERPRET=1 must be set before triton is imported"
 
 
 def _randn(*shape: int, seed: int, dtype: torch.dtype) -> torch.Tensor:
@@ -65,10 +66,10 @@ def test_route_maps_follow_the_index_map(sizes):
     """src / inv are the index map re-expressed for the unpadded map, and its inverse."""
     patterns = ["tri6"] if len(sizes) == 3 else sorted(PATTERNS_2D)
     for pattern in patterns:
-        index = sp._index_cpu(pattern, sizes)
-        src, inv = sp._route_maps(pattern, sizes, torch.device("cpu"))
+        index = maps.index_cpu(pattern, sizes)
+        src, inv = maps.route_maps(pattern, sizes, torch.device("cpu"))
         assert src.dtype == inv.dtype == torch.int32 and src.shape == index.shape
-        grid = sp._grid_sizes(pattern, sizes)
+        grid = maps.grid_sizes(pattern, sizes)
         cells = torch.stack(torch.unravel_index(index, grid), -1)  # (K, L, ndim) grid coordinates
         inside = (cells < torch.tensor(sizes)).all(-1)
         flat = torch.zeros_like(index)
@@ -84,17 +85,17 @@ def test_route_maps_follow_the_index_map(sizes):
 
 
 def test_dispatch_on_cpu(monkeypatch):
-    """CPU tensors take the PyTorch path (patterns_triton is not touched); backend checks."""
+    """CPU tensors take the PyTorch path (patterns.triton is not touched); backend checks."""
     x = _randn(1, 2, 3, 5, seed=0, dtype=torch.float32)
-    assert sp._pick_backend("cross_scan", None, x.device) == "torch"
+    assert _backend.pick_backend("cross_scan", None, x.device, ("torch", "triton")) == "torch"
     calls = []
-    for name in ("_scan_torch", "_merge_torch"):
-        orig = getattr(sp, name)
-        monkeypatch.setattr(sp, name, lambda *a, _o=orig, _n=name: calls.append(_n) or _o(*a))
+    for name in ("scan_torch", "merge_torch"):
+        orig = getattr(autograd, name)
+        monkeypatch.setattr(autograd, name, lambda *a, _o=orig, _n=name: calls.append(_n) or _o(*a))
     ys = cross_scan(x, "omni8")
     cross_merge(ys, "omni8", (3, 5))
     cross_merge_3d(cross_scan_3d(x.view(1, 2, 1, 3, 5)), "tri6", (1, 3, 5))
-    assert calls == ["_scan_torch", "_merge_torch"] * 2
+    assert calls == ["scan_torch", "merge_torch"] * 2
     with pytest.raises(RuntimeError, match="backend 'triton' needs a CUDA tensor"):
         cross_scan(x, "cross4", backend="triton")
     with pytest.raises(ValueError, match="argument 'backend' must be one of"):
@@ -103,7 +104,7 @@ def test_dispatch_on_cpu(monkeypatch):
 
 def test_dispatch_picks_triton_when_available(monkeypatch):
     """Where triton_available(device) holds (CUDA), the default backend runs the Triton kernels."""
-    monkeypatch.setattr(sys.modules["ssm_apps.kernels.selective_scan"], "triton_available", lambda device: True)
+    monkeypatch.setattr(_backend, "triton_available", lambda device: True)
     calls = []
     for name in ("scan_routes", "merge_routes"):
         orig = getattr(pt, name)
@@ -121,45 +122,45 @@ def test_dispatch_picks_triton_when_available(monkeypatch):
 @pytest.mark.parametrize("pattern, hw", CASES_2D)
 def test_scan_and_merge_2d_bit_identical(pattern, hw, dtype):
     x = _randn(2, 3, *hw, seed=2, dtype=dtype)
-    _assert_equal(pt.cross_scan_triton(x, pattern), cross_scan(x, pattern, backend="torch"))
+    _assert_equal(cross_scan_triton(x, pattern), cross_scan(x, pattern, backend="torch"))
     ys = _randn(2, PATTERNS_2D[pattern], 3, scan_length(pattern, hw), seed=3, dtype=dtype)
-    _assert_equal(pt.cross_merge_triton(ys, pattern, hw), cross_merge(ys, pattern, hw, backend="torch"))
+    _assert_equal(cross_merge_triton(ys, pattern, hw), cross_merge(ys, pattern, hw, backend="torch"))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_scan_and_merge_3d_bit_identical(dtype):
     x = _randn(2, 3, *DHW, seed=4, dtype=dtype)
-    _assert_equal(pt.cross_scan_3d_triton(x, "tri6"), cross_scan_3d(x, "tri6", backend="torch"))
+    _assert_equal(cross_scan_3d_triton(x, "tri6"), cross_scan_3d(x, "tri6", backend="torch"))
     ys = _randn(2, 6, 3, 60, seed=5, dtype=dtype)
-    _assert_equal(pt.cross_merge_3d_triton(ys, "tri6", DHW), cross_merge_3d(ys, "tri6", DHW, backend="torch"))
+    _assert_equal(cross_merge_3d_triton(ys, "tri6", DHW), cross_merge_3d(ys, "tri6", DHW, backend="torch"))
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.float64])
 def test_other_dtypes(dtype):
     x = _randn(1, 3, 5, 7, seed=6, dtype=dtype)
-    _assert_equal(pt.cross_scan_triton(x, "omni8"), cross_scan(x, "omni8"))
+    _assert_equal(cross_scan_triton(x, "omni8"), cross_scan(x, "omni8"))
     ys = _randn(1, 8, 3, 35, seed=7, dtype=dtype)
-    _assert_equal(pt.cross_merge_triton(ys, "omni8", (5, 7)), cross_merge(ys, "omni8", (5, 7)))
+    _assert_equal(cross_merge_triton(ys, "omni8", (5, 7)), cross_merge(ys, "omni8", (5, 7)))
 
 
 def test_non_contiguous_inputs():
     x = _randn(2, 3, 7, 5, seed=8, dtype=torch.bfloat16).transpose(-1, -2)  # (2, 3, 5, 7) view
     for pattern in ("cross4", "atrous"):
-        _assert_equal(pt.cross_scan_triton(x, pattern), cross_scan(x.contiguous(), pattern))
+        _assert_equal(cross_scan_triton(x, pattern), cross_scan(x.contiguous(), pattern))
         ys = cross_scan(x, pattern).transpose(0, 2).contiguous().transpose(0, 2)
         assert not ys.is_contiguous()
-        _assert_equal(pt.cross_merge_triton(ys, pattern, (5, 7)), cross_merge(ys.contiguous(), pattern, (5, 7)))
+        _assert_equal(cross_merge_triton(ys, pattern, (5, 7)), cross_merge(ys.contiguous(), pattern, (5, 7)))
     v = _randn(1, 2, 5, 4, 3, seed=9, dtype=torch.float32).permute(0, 1, 4, 3, 2)  # (1, 2, 3, 4, 5) view
-    _assert_equal(pt.cross_scan_3d_triton(v), cross_scan_3d(v.contiguous()))
+    _assert_equal(cross_scan_3d_triton(v), cross_scan_3d(v.contiguous()))
 
 
 def test_argument_errors_name_the_entry_point():
     with pytest.raises(ValueError, match="cross_scan_triton: argument 'pattern'"):
-        pt.cross_scan_triton(torch.zeros(1, 2, 3, 4), "tri6")
+        cross_scan_triton(torch.zeros(1, 2, 3, 4), "tri6")
     with pytest.raises(ValueError, match=r"cross_merge_triton: argument 'ys' must be \(b, K, c, L_k\)"):
-        pt.cross_merge_triton(torch.zeros(1, 3, 2, 12), "cross4", (3, 4))
+        cross_merge_triton(torch.zeros(1, 3, 2, 12), "cross4", (3, 4))
     with pytest.raises(ValueError, match="cross_merge_3d_triton: argument 'dhw'"):
-        pt.cross_merge_3d_triton(torch.zeros(1, 6, 2, 12), "tri6", (3, 4))
+        cross_merge_3d_triton(torch.zeros(1, 6, 2, 12), "tri6", (3, 4))
 
 
 # ----------------------------------------------------------------------------- gradients
@@ -190,7 +191,7 @@ def test_gradients_2d_bit_identical(pattern, hw, dtype, one_tile):
     x = _randn(2, 3, *hw, seed=10, dtype=dtype)
     g_ys = _randn(2, PATTERNS_2D[pattern], 3, scan_length(pattern, hw), seed=11, dtype=dtype)
     g_x = _randn(2, 3, *hw, seed=12, dtype=dtype)
-    got = _grads(lambda t: pt.cross_scan_triton(t, pattern), lambda t: pt.cross_merge_triton(t, pattern, hw),
+    got = _grads(lambda t: cross_scan_triton(t, pattern), lambda t: cross_merge_triton(t, pattern, hw),
                  x, g_ys, g_x)
     ref = _grads(lambda t: cross_scan(t, pattern, backend="torch"),
                  lambda t: cross_merge(t, pattern, hw, backend="torch"), x, g_ys, g_x)
@@ -204,7 +205,7 @@ def test_gradients_3d_bit_identical(dtype, one_tile):
     x = _randn(1, 2, *DHW, seed=13, dtype=dtype)
     g_ys = _randn(1, 6, 2, 60, seed=14, dtype=dtype)
     g_x = _randn(1, 2, *DHW, seed=15, dtype=dtype)
-    got = _grads(pt.cross_scan_3d_triton, lambda t: pt.cross_merge_3d_triton(t, "tri6", DHW), x, g_ys, g_x, True)
+    got = _grads(cross_scan_3d_triton, lambda t: cross_merge_3d_triton(t, "tri6", DHW), x, g_ys, g_x, True)
     ref = _grads(lambda t: cross_scan_3d(t, backend="torch"),
                  lambda t: cross_merge_3d(t, "tri6", DHW, backend="torch"), x, g_ys, g_x, True)
     for a, b in zip(got, ref):
@@ -214,5 +215,5 @@ def test_gradients_3d_bit_identical(dtype, one_tile):
 def test_double_backward(one_tile):
     """The backward is itself differentiable (it is the other Triton op); atrous pads (1, 3) to (2, 4)."""
     x = _randn(1, 1, 1, 3, seed=16, dtype=torch.float64).requires_grad_()
-    assert torch.autograd.gradgradcheck(lambda t: pt.cross_merge_triton(pt.cross_scan_triton(t, "atrous"),
+    assert torch.autograd.gradgradcheck(lambda t: cross_merge_triton(cross_scan_triton(t, "atrous"),
                                                                         "atrous", (1, 3)), (x,))
