@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mask-value", type=float, default=0.615, help="SpecAugment fill: -mean/(2 std), SC statistics")
     p.add_argument("--clip", type=float, default=5.0, help="gradient-norm clip")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-minutes", type=float, default=3.6, help="wall-time cap shared by the phases")
+    p.add_argument("--max-minutes", type=float, default=3.3, help="wall-time cap shared by the phases")
     args = p.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         print("train_audio_gpu: --device cuda but no CUDA device; use --device cpu (with --quick)", file=sys.stderr)
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         model, per_class = {}, None
     cap = args.max_minutes
-    budget = {"pretrain": 0.30 * cap, "finetune": 0.2 * cap, "scratch": 0.2 * cap, "sonic": 0.05 * cap}
+    budget = {"pretrain": 0.33 * cap, "finetune": 0.22 * cap, "scratch": 0.22 * cap, "sonic": 0.05 * cap}
 
     # 1. FSDD features
     fsdd = AudioDataModule(str(args.data_root / "fsdd"), pattern="fsdd", split_field="take", test_values=range(5),
