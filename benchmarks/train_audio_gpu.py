@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     budget = {"pretrain": 0.33 * cap, "finetune": 0.22 * cap, "scratch": 0.22 * cap, "sonic": 0.05 * cap}
 
     # 1. FSDD features
-    fsdd = AudioDataModule(str(args.data_root / "fsdd"), pattern="fsdd", split_field="take", test_values=range(5),
+    fsdd = AudioDataModule(str(args.data_root / "fsdd"), pattern="fsdd", split_field="take", test_values=list(range(5)),
                            val_ratio=0.0, target_length=128, norm="speechcommands", batch_size=args.batch,
                            feature_workers=args.workers, max_per_class=per_class)
     fsdd.setup("fit")
