@@ -37,7 +37,7 @@ from torch import nn
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from ssm_apps.audio import ssamba_tiny  # noqa: E402
+from ssm_apps.audio import ssamba_tiny
 
 WIDTH, DEPTH, HEADS = 192, 12, 3
 LENGTHS = [1024, 2048, 4096, 8192, 12288, 16384, 22016, 24576, 32768]

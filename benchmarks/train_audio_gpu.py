@@ -35,7 +35,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from ssm_apps.audio import AudioClassificationTask, AudioDataModule, AudioPretrainTask  # noqa: E402
+from ssm_apps.audio import AudioClassificationTask, AudioDataModule, AudioPretrainTask
 
 
 def default_data_root() -> Path:
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     work = out / "lightning"
     if args.quick:
-        model = dict(embed_dim=32, depth=2, drop_path_rate=0.0)
+        model = {"embed_dim": 32, "depth": 2, "drop_path_rate": 0.0}
         args.pretrain_epochs, args.finetune_epochs, args.sonic_epochs = 1, 1, 1
         per_class = 4
     else:

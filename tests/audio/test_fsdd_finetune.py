@@ -31,7 +31,7 @@ def _run(tmp_path) -> None:
     dm = AudioDataModule(str(shared_path("data", "audio", "fsdd")), pattern="fsdd", split_field="take",
                          test_values=range(5), val_ratio=0.0, max_per_class=12, batch_size=16, target_length=64)
     L.seed_everything(0)
-    model_kwargs = dict(embed_dim=64, depth=2, input_tdim=64, patch_stride=16, scan_backend="ref", drop_path_rate=0.0)
+    model_kwargs = {"embed_dim": 64, "depth": 2, "input_tdim": 64, "patch_stride": 16, "scan_backend": "ref", "drop_path_rate": 0.0}
     task = AudioClassificationTask(num_classes=10, model_kwargs=model_kwargs, lr=4e-3, warmup_steps=10,
                                    lr_decay_start=100)
     trainer = L.Trainer(max_epochs=16, accelerator="cpu", logger=False, enable_progress_bar=False,
