@@ -37,7 +37,7 @@ from torch import nn
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from ssm_apps.audio import ssamba_tiny  # noqa: E402
+from ssm_apps.audio import ssamba_tiny
 
 WIDTH, DEPTH, HEADS = 192, 12, 3
 LENGTHS = [1024, 2048, 4096, 8192, 12288, 16384, 22016, 24576, 32768]
@@ -166,12 +166,15 @@ def plot(rows: list[dict], path: Path, device: str) -> None:
     for (name, dtype), style in zip(sorted({(r["model"], r["dtype"]) for r in rows}), ["-o", "--o", "-s", "--s", "-^", "--^"]):
         sel = [r for r in rows if r["model"] == name and r["dtype"] == dtype and not r["oom"]]
         axes[0].plot([r["length"] for r in sel], [r["seconds"] * 1e3 for r in sel], style, label=f"{name} {dtype}")
-        axes[1].plot([r["length"] for r in sel], [r["peak_mib"] for r in sel], style, label=f"{name} {dtype}")
-    for ax, ylabel in zip(axes, ("forward time (ms, median)", "peak memory (MiB)")):
+        mem = [r for r in sel if r["peak_mib"] is not None and r["peak_mib"] == r["peak_mib"]]  # not NaN (CPU)
+        if mem:
+            axes[1].plot([r["length"] for r in mem], [r["peak_mib"] for r in mem], style, label=f"{name} {dtype}")
+    for ax, ylabel in zip(axes, ("forward time (ms, median)", "peak memory (MiB; CUDA only)")):
         ax.set_xlabel("tokens")
         ax.set_ylabel(ylabel)
         ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
+        if ax.lines:
+            ax.set_yscale("log")
         ax.grid(True, alpha=0.3)
     axes[0].legend(fontsize=7)
     fig.suptitle(f"SSAMBA-tiny vs SSAST-tiny-like transformer, batch 2, {device}")

@@ -35,7 +35,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from ssm_apps.audio import AudioClassificationTask, AudioDataModule, AudioPretrainTask  # noqa: E402
+from ssm_apps.audio import AudioClassificationTask, AudioDataModule, AudioPretrainTask
 
 
 def default_data_root() -> Path:
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mask-value", type=float, default=0.615, help="SpecAugment fill: -mean/(2 std), SC statistics")
     p.add_argument("--clip", type=float, default=5.0, help="gradient-norm clip")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-minutes", type=float, default=3.6, help="wall-time cap shared by the phases")
+    p.add_argument("--max-minutes", type=float, default=3.3, help="wall-time cap shared by the phases")
     args = p.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         print("train_audio_gpu: --device cuda but no CUDA device; use --device cpu (with --quick)", file=sys.stderr)
@@ -106,16 +106,16 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     work = out / "lightning"
     if args.quick:
-        model = dict(embed_dim=32, depth=2, drop_path_rate=0.0)
+        model = {"embed_dim": 32, "depth": 2, "drop_path_rate": 0.0}
         args.pretrain_epochs, args.finetune_epochs, args.sonic_epochs = 1, 1, 1
         per_class = 4
     else:
         model, per_class = {}, None
     cap = args.max_minutes
-    budget = {"pretrain": 0.30 * cap, "finetune": 0.2 * cap, "scratch": 0.2 * cap, "sonic": 0.05 * cap}
+    budget = {"pretrain": 0.33 * cap, "finetune": 0.22 * cap, "scratch": 0.22 * cap, "sonic": 0.05 * cap}
 
     # 1. FSDD features
-    fsdd = AudioDataModule(str(args.data_root / "fsdd"), pattern="fsdd", split_field="take", test_values=range(5),
+    fsdd = AudioDataModule(str(args.data_root / "fsdd"), pattern="fsdd", split_field="take", test_values=list(range(5)),
                            val_ratio=0.0, target_length=128, norm="speechcommands", batch_size=args.batch,
                            feature_workers=args.workers, max_per_class=per_class)
     fsdd.setup("fit")

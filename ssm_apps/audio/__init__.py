@@ -10,7 +10,15 @@ from typing import Any
 
 from .features import NORM_STATS, fbank_features, load_audio, norm_stats, to_mono_16k
 from .masking import cluster_mask, draw_masks
-from .ssamba import MODEL_CFGS, SSAMBA, create_ssamba, resize_pos_embed, ssamba_base, ssamba_small, ssamba_tiny
+from .ssamba import (
+    MODEL_CFGS,
+    SSAMBA,
+    create_ssamba,
+    resize_pos_embed,
+    ssamba_base,
+    ssamba_small,
+    ssamba_tiny,
+)
 
 _LAZY = {
     "AudioPretrainTask": "tasks",
@@ -20,9 +28,24 @@ _LAZY = {
 }
 
 __all__ = [
-    "MODEL_CFGS", "NORM_STATS", "SSAMBA", "cluster_mask", "create_ssamba", "draw_masks", "fbank_features",
-    "load_audio", "norm_stats", "resize_pos_embed", "ssamba_base", "ssamba_small", "ssamba_tiny", "to_mono_16k",
-    *_LAZY,
+    "MODEL_CFGS",
+    "NORM_STATS",
+    "SSAMBA",
+    "AudioClassificationTask",
+    "AudioDataModule",
+    "AudioPretrainTask",
+    "TopKPredictionWriter",
+    "cluster_mask",
+    "create_ssamba",
+    "draw_masks",
+    "fbank_features",
+    "load_audio",
+    "norm_stats",
+    "resize_pos_embed",
+    "ssamba_base",
+    "ssamba_small",
+    "ssamba_tiny",
+    "to_mono_16k",
 ]
 
 

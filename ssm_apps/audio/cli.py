@@ -18,7 +18,6 @@ from .data import AUDIO_EXTENSIONS
 
 def feature_stats(data: Path, target_length: int = 128, workers: int = 0) -> dict[str, float | int]:
     """Mean / std (float64 accumulation) of the raw fbank features of every audio file under ``data``."""
-    import torch
     from torch.utils.data import DataLoader
     from tqdm.auto import tqdm
 

@@ -26,7 +26,14 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .features import FRAME_LENGTH_MS, SAMPLE_RATE, fbank_features, load_audio, norm_stats, to_mono_16k
+from .features import (
+    FRAME_LENGTH_MS,
+    SAMPLE_RATE,
+    fbank_features,
+    load_audio,
+    norm_stats,
+    to_mono_16k,
+)
 
 PATTERN_PRESETS = {"fsdd": ("{digit}_{speaker}_{take}", "digit")}
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".aiff", ".aif")

@@ -31,7 +31,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..convert import ConversionError, ConvertedStateDict, apply_rules, finish_conversion, unwrap_checkpoint
+from ..convert import (
+    ConversionError,
+    ConvertedStateDict,
+    apply_rules,
+    finish_conversion,
+    unwrap_checkpoint,
+)
 from ..layers import BiMamba
 from .masking import check_num_masked, draw_masks
 
@@ -350,7 +356,7 @@ class SSAMBA(nn.Module):
     # ------------------------------------------------------------------ official checkpoints
     @classmethod
     def from_official(cls, official_kwargs: Mapping[str, Any], official_state_dict: Mapping[str, Any],
-                      **overrides: Any) -> "SSAMBA":
+                      **overrides: Any) -> SSAMBA:
         """Build from the official ``AMBAModel`` constructor arguments and a checkpoint in its layout.
 
         Args:
@@ -374,14 +380,12 @@ class SSAMBA(nn.Module):
         from_pretraining = "p_input_fdim" in sd
         if pretrain_stage and not from_pretraining:
             raise ConversionError("SSAMBA: pretrain_stage=True needs a pretraining checkpoint (with 'module.p_input_fdim')")
-        src_grid = None
         if from_pretraining:
             p_fdim, p_tdim = int(sd["p_input_fdim"]), int(sd["p_input_tdim"])
             p_patch = tuple(sd["v.patch_embed.proj.weight"].shape[2:])
             if p_patch != _pair(kwargs["patch_size"], "patch_size"):
                 raise ConversionError(f"SSAMBA: the checkpoint's patch shape {p_patch} differs from fshape/tshape "
                                       f"{kwargs['patch_size']}")
-            src_grid = patch_grid(p_fdim, p_tdim, p_patch, p_patch)
             if pretrain_stage and (p_fdim, p_tdim) != (kwargs["input_fdim"], kwargs["input_tdim"]):
                 raise ConversionError(f"SSAMBA: checkpoint input size {(p_fdim, p_tdim)} differs from input_fdim/"
                                       f"input_tdim {(kwargs['input_fdim'], kwargs['input_tdim'])}")
@@ -396,7 +400,7 @@ class SSAMBA(nn.Module):
         return model
 
 
-def load_pretrained_encoder(model: "SSAMBA", checkpoint: Mapping[str, Any]) -> ConvertedStateDict:
+def load_pretrained_encoder(model: SSAMBA, checkpoint: Mapping[str, Any]) -> ConvertedStateDict:
     """Encoder weights of a pretraining checkpoint converted for ``model`` (any stride / input length).
 
     Accepts an official SSAMBA pretraining checkpoint (``module.*`` keys with ``p_input_fdim``), our
@@ -505,23 +509,23 @@ def official_to_kwargs(official_kwargs: Mapping[str, Any]) -> dict[str, Any]:
         raise ConversionError("SSAMBA.from_official: unsupported official settings: " + "; ".join(unsupported))
     get = official_kwargs.get
     pretrain = bool(get("pretrain_stage", True))
-    return dict(
-        num_classes=0 if pretrain else int(get("label_dim", 527)),
-        embed_dim=int(vm["embed_dim"]), depth=int(vm["depth"]),
-        patch_size=(int(get("fshape", 128)), int(get("tshape", 2))),
-        patch_stride=(int(get("fstride", 128)), int(get("tstride", 2))),
-        input_fdim=int(get("input_fdim", 128)), input_tdim=int(get("input_tdim", 1024)),
-        d_state=int(vm["d_state"]), norm="rms" if vm["rms_norm"] else "layer", norm_eps=float(vm["norm_epsilon"]),
-        drop_path_rate=float(vm["drop_path_rate"]), drop_rate=float(vm["drop_rate"]),
-        paired_layers=bool(vm["if_bidirectional"]),
-    )
+    return {
+        "num_classes": 0 if pretrain else int(get("label_dim", 527)),
+        "embed_dim": int(vm["embed_dim"]), "depth": int(vm["depth"]),
+        "patch_size": (int(get("fshape", 128)), int(get("tshape", 2))),
+        "patch_stride": (int(get("fstride", 128)), int(get("tstride", 2))),
+        "input_fdim": int(get("input_fdim", 128)), "input_tdim": int(get("input_tdim", 1024)),
+        "d_state": int(vm["d_state"]), "norm": "rms" if vm["rms_norm"] else "layer", "norm_eps": float(vm["norm_epsilon"]),
+        "drop_path_rate": float(vm["drop_path_rate"]), "drop_rate": float(vm["drop_rate"]),
+        "paired_layers": bool(vm["if_bidirectional"]),
+    }
 
 
 # ---------------------------------------------------------------------- presets
 MODEL_CFGS: dict[str, dict[str, Any]] = {
-    "ssamba_tiny": dict(embed_dim=192, depth=24),
-    "ssamba_small": dict(embed_dim=384, depth=24),
-    "ssamba_base": dict(embed_dim=768, depth=24),
+    "ssamba_tiny": {"embed_dim": 192, "depth": 24},
+    "ssamba_small": {"embed_dim": 384, "depth": 24},
+    "ssamba_base": {"embed_dim": 768, "depth": 24},
 }
 
 

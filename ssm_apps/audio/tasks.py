@@ -227,7 +227,10 @@ class AudioClassificationTask(L.LightningModule):
             self.freq_mask = torchaudio.transforms.FrequencyMasking(freqm) if freqm else None
             self.time_mask = torchaudio.transforms.TimeMasking(timem) if timem else None
         from torchmetrics import MetricCollection
-        from torchmetrics.classification import MulticlassAccuracy, MultilabelAveragePrecision
+        from torchmetrics.classification import (
+            MulticlassAccuracy,
+            MultilabelAveragePrecision,
+        )
 
         metrics: dict[str, Any] = {"acc": MulticlassAccuracy(num_classes, average="micro")}
         if multilabel:
@@ -282,7 +285,7 @@ class AudioClassificationTask(L.LightningModule):
                 masked.append(clip.squeeze(0))
             fbank = torch.stack(masked).transpose(1, 2)
         if hp.noise:
-            b, t, f = fbank.shape
+            b = fbank.shape[0]
             scale = torch.rand(b, 1, 1, device=fbank.device) / 10
             fbank = fbank + torch.rand_like(fbank) * scale
             shifts = torch.randint(-10, 10, (b,)).tolist()

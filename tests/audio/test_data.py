@@ -68,7 +68,7 @@ def test_bad_files_error_or_skip(tmp_path) -> None:
     (root / "mid_s0_9.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
     with open(root / "labels.csv", "a") as fh:
         fh.write("mid_s0_9.wav,mid,train\n")
-    kwargs = dict(labels_csv=str(root / "labels.csv"), split_column="split", target_length=20)
+    kwargs = {"labels_csv": str(root / "labels.csv"), "split_column": "split", "target_length": 20}
     with pytest.raises(ValueError, match="mid_s0_9.wav"):
         AudioDataModule(str(root), **kwargs).setup("fit")
     dm = AudioDataModule(str(root), skip_bad_files=True, **kwargs)

@@ -6,7 +6,13 @@ import pytest
 import soundfile
 import torch
 
-from ssm_apps.audio import NORM_STATS, fbank_features, load_audio, norm_stats, to_mono_16k
+from ssm_apps.audio import (
+    NORM_STATS,
+    fbank_features,
+    load_audio,
+    norm_stats,
+    to_mono_16k,
+)
 from tests.helpers import load_fixture, shared_path
 
 SC_MEAN, SC_STD = -6.845978, 5.5654526

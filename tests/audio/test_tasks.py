@@ -5,12 +5,18 @@ import lightning as L
 import pytest
 import torch
 
-from ssm_apps.audio import SSAMBA, AudioClassificationTask, AudioDataModule, AudioPretrainTask, TopKPredictionWriter
+from ssm_apps.audio import (
+    SSAMBA,
+    AudioClassificationTask,
+    AudioDataModule,
+    AudioPretrainTask,
+    TopKPredictionWriter,
+)
 from ssm_apps.audio.ssamba import load_pretrained_encoder
 from tests.audio.synth import make_folder
 from tests.helpers import load_fixture
 
-TINY = dict(embed_dim=16, depth=2, input_tdim=32, scan_backend="ref", drop_path_rate=0.0)
+TINY = {"embed_dim": 16, "depth": 2, "input_tdim": 32, "scan_backend": "ref", "drop_path_rate": 0.0}
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +47,7 @@ def test_pretrain_step_checkpoint_and_encoder_transfer(tmp_path, dm) -> None:
     loaded = ft.load_encoder(str(path))
     assert loaded.filled == ["head.fc.bias", "head.fc.weight", "head.norm.bias", "head.norm.weight"]
     for key, value in task.model.state_dict().items():
-        if key.startswith("layers.") or key.startswith("norm_f") or key in ("cls_token", "patch_embed.weight"):
+        if key.startswith(("layers.", "norm_f")) or key in ("cls_token", "patch_embed.weight"):
             assert torch.equal(ft.model.state_dict()[key], value), key
     assert ft.model.pos_embed.shape == (1, 1 + 12 * 4, 16)
 
@@ -51,8 +57,8 @@ def test_official_pretraining_checkpoint_loads_for_finetuning(tmp_path) -> None:
     pre, ft = load_fixture("ssamba_pretrain_public.pt"), load_fixture("ssamba_finetune_public.pt")
     path = tmp_path / "official.pth"
     torch.save(pre["state_dict"], path)
-    task = AudioClassificationTask(num_classes=10, model_kwargs=dict(embed_dim=32, depth=4, input_tdim=128,
-                                                                     patch_stride=10))
+    task = AudioClassificationTask(num_classes=10, model_kwargs={"embed_dim": 32, "depth": 4, "input_tdim": 128,
+                                                                     "patch_stride": 10})
     task.load_encoder(str(path))
     reference = SSAMBA.from_official(ft["kwargs"], pre["state_dict"]).state_dict()
     for key, value in task.model.state_dict().items():
