@@ -28,6 +28,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from monai.transforms import Transform
 
 __all__ = ["CheckPaird", "MedicalDataModule", "SelectLabelsd"]
 
@@ -39,7 +40,7 @@ def _name(meta_tensor: Any, fallback: str) -> str:
     return str(meta.get("filename_or_obj", fallback))
 
 
-class CheckPaird:
+class CheckPaird(Transform):
     """Validate a loaded (channel-first) image/label pair; raise ``ValueError`` naming the file on: shape or
     affine mismatch, non-integer labels, negative labels or labels >= ``num_classes`` (when given)."""
 
@@ -70,7 +71,7 @@ class CheckPaird:
         return d
 
 
-class SelectLabelsd:
+class SelectLabelsd(Transform):
     """Map original label values to classes: ``labels[k]`` -> k + 1, everything else -> 0; raise when no
     foreground is left (naming the file)."""
 
@@ -232,7 +233,15 @@ class MedicalDataModule(L.LightningDataModule):
         from monai import data
 
         if self.hparams.cache == "memory":
-            return data.CacheDataset(items, transform, cache_rate=1.0, num_workers=0, progress=False)
+            try:
+                return data.CacheDataset(items, transform, cache_rate=1.0, num_workers=0, progress=False)
+            except RuntimeError as e:  # MONAI wraps a transform's error in "applying transform ..."
+                root: BaseException = e
+                while root.__cause__ is not None:
+                    root = root.__cause__
+                if isinstance(root, (ValueError, FileNotFoundError)):
+                    raise root from None
+                raise
         if self.hparams.cache == "disk":
             return data.PersistentDataset(items, transform, cache_dir=self.hparams.cache_dir)
         return data.Dataset(items, transform)
