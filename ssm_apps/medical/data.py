@@ -271,7 +271,7 @@ class MedicalDataModule(L.LightningDataModule):
         return self._loader("train", train=True)
 
     def val_dataloader(self):
-        return self._loader("val")
+        return self._loader("val") if "val" in self.datasets else []  # no validation items: Lightning skips it
 
     def test_dataloader(self):
         return self._loader("test")

@@ -175,8 +175,8 @@ class MedicalSegmentationTask(_ScheduledTask):
         """Load the encoder of a pre-training checkpoint (ours or official); returns and prints the loaded keys."""
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
         state = self.model.load_encoder(ckpt)
-        self.loaded_keys = sorted(state)
-        print(f"[MedicalSegmentationTask] loaded {len(state)} encoder tensors from {path}"
+        self.loaded_keys = sorted(k for k in state if k not in state.filled)
+        print(f"[MedicalSegmentationTask] loaded {len(self.loaded_keys)} encoder tensors from {path}"
               + (f"; kept own values for {state.filled}" if state.filled else "")
               + f"; {len(state.dropped)} checkpoint tensors not used (decoder / MIM heads)")
         return self.loaded_keys
