@@ -1,0 +1,339 @@
+"""Segmentation speed / memory / FLOPs: SegMAN-T/S, VMamba-T + UperNet and convnext_tiny + UperNet (baseline).
+
+    python benchmarks/bench_segmentation_gpu.py                       # H200: the full table, ~3 minutes
+    python benchmarks/bench_segmentation_gpu.py --quick --device cpu  # smoke test (tiny sizes)
+
+Rows, per model and input (512x512 batch 8 and 1024x2048 batch 1, bf16 autocast, channels-first):
+forward (inference, no grad) and forward+backward (train mode) time, peak memory and img/s; SegMAN with
+both neighbourhood-attention backends ("torch" gathers, "flex" = compiled flex_attention). Also:
+
+* NA check and micro-benchmark: flex vs torch on SegMAN-S stage shapes, forward and backward (max abs diff).
+* GFLOPs at 512x512 (ADE20K heads, 150 classes) counted as the official ``get_flops.py`` does: fvcore
+  multiply-accumulates (``torch.utils.flop_counter`` flops / 2) for convs / matmuls / NA (the gather
+  backend's matmuls: k^2 * head_dim per query for q.k and for a.v, as NATTEN's handles), plus
+  9*B*L*D*N + B*D*L per selective scan (D = routes x channels), against the paper (T 6.2, S 25.3 GFLOPs).
+* Module profile of a SegMAN-S training step (512x512, batch 8): every NA and scan call of one step is
+  recorded and replayed alone (forward + backward), its share of the whole step reported (target < 30%).
+
+Writes JSON to ``--out`` (default benchmarks/results/segmentation_<device>.json), prints tables; exits
+non-zero when a correctness check fails.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import json
+import re
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import ssm_apps.layers.ss2d as ss2d_module
+import ssm_apps.vision.segman as segman_module
+from ssm_apps.layers.neighborhood_attention import neighborhood_attention_2d
+from ssm_apps.vision.segman import SEGMAN_ADE_DECODERS, LASSMixer
+from ssm_apps.vision.segmentation import SegmentationModel
+
+PAPER_GFLOPS = {"segman_t": 6.2, "segman_s": 25.3, "segman_b": 58.1}
+TINY_SEGMAN = {"embed_dims": (16, 32, 48, 64), "depths": (1, 1, 1, 1), "num_heads": (1, 2, 3, 4),
+               "kernel_sizes": (3, 3, 3, 3), "img_size": 96}
+
+
+def build(name: str, quick: bool, num_classes: int = 150) -> torch.nn.Module:
+    if name.startswith("segman_"):
+        variant = {"t": "tiny", "s": "small", "b": "base"}[name[-1]]
+        kwargs = TINY_SEGMAN if quick else {}
+        head = {"channels": 16, "feat_proj_dim": 16} if quick else SEGMAN_ADE_DECODERS[variant]
+        return SegmentationModel(f"segman_encoder_{variant}", num_classes, "segman", head, backbone_kwargs=kwargs)
+    backbone = {"vmamba_t_upernet": "vmamba_tiny_s1l8", "convnext_t_upernet": "convnext_tiny"}[name]
+    kwargs = ({"dims": 16, "depths": (1, 1, 1, 1)} if backbone.startswith("vmamba") else {"dims": (16, 32, 64, 128)}) \
+        if quick else {}
+    return SegmentationModel(backbone, num_classes, "upernet", {"channels": 32 if quick else 512},
+                             aux_head=True, backbone_kwargs=kwargs)
+
+
+def set_na_backend(model: torch.nn.Module, backend: str) -> None:
+    for m in model.modules():
+        if isinstance(m, LASSMixer):
+            m.na_backend = backend
+
+
+def sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn: Callable[[], object], device: str, warmup: int, iters: int) -> float:
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    t = time.perf_counter()
+    for _ in range(iters):
+        fn()
+    sync(device)
+    return (time.perf_counter() - t) / iters
+
+
+def autocast(device: str):
+    return torch.autocast(device, dtype=torch.bfloat16) if device == "cuda" else contextlib.nullcontext()
+
+
+def bench_model(model, x, device, warmup, iters) -> dict:
+    out = {}
+    model.eval()
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    with torch.no_grad(), autocast(device):
+        t = timed(lambda: model(x), device, warmup, iters)
+    out["fwd_ms"] = t * 1e3
+    out["fwd_img_s"] = x.shape[0] / t
+    out["fwd_peak_gb"] = torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None
+    model.train()
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+
+    def step():
+        with autocast(device):
+            loss = model(x).float().mean()
+        loss.backward()
+
+    t = timed(step, device, warmup, iters)
+    model.zero_grad(set_to_none=True)
+    out["train_ms"] = t * 1e3
+    out["train_img_s"] = x.shape[0] / t
+    out["train_peak_gb"] = torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None
+    return out
+
+
+def scan_macs(x: torch.Tensor, A: torch.Tensor) -> int:
+    b, _c, h, w = x.shape
+    d, n = A.shape  # d = routes x channels
+    return 9 * b * h * w * d * n + b * d * h * w
+
+
+def count_gflops(model: torch.nn.Module, size: tuple[int, int], device: str) -> float:
+    """Official-style GFLOPs (MACs) of one 1 x 3 x H x W forward, fp32."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    extra = [0]
+
+    def stub(x, delta, A, *args, **kwargs):
+        extra[0] += scan_macs(x, A)
+        return torch.zeros_like(x)
+
+    saved = segman_module.selective_scan_2d, ss2d_module.selective_scan_2d
+    segman_module.selective_scan_2d = ss2d_module.selective_scan_2d = stub
+    try:
+        model.eval()
+        set_na_backend(model, "torch")
+        x = torch.randn(1, 3, *size, device=device)
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(x)
+    finally:
+        segman_module.selective_scan_2d, ss2d_module.selective_scan_2d = saved
+    return (counter.get_total_flops() / 2 + extra[0]) / 1e9
+
+
+def _na_forward(q, k, v, ks, rpb, backend) -> None:
+    with torch.no_grad():
+        neighborhood_attention_2d(q, k, v, ks, rpb, backend=backend)
+
+
+def _na_forward_backward(leaves, ks, rpb, backend) -> None:
+    neighborhood_attention_2d(*leaves, ks, rpb, backend=backend).float().sum().backward()
+
+
+def na_check(device: str, quick: bool) -> list[dict]:
+    """flex vs torch NA on SegMAN-S-like stage shapes (batch 8 at 512^2): max diff fwd/bwd and timings."""
+    shapes = [(2, 2, 16, 16, 16, 5)] if quick else [(8, 2, 128, 128, 32, 11), (8, 4, 64, 64, 36, 9),
+                                                    (8, 8, 32, 32, 36, 7), (8, 16, 16, 16, 32, 7)]
+    rows = []
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    for b, h, hh, ww, d, k in shapes:
+        g = torch.Generator(device=device).manual_seed(0)
+        q, kk, v = (torch.randn(b, h, hh, ww, d, device=device, dtype=dtype, generator=g) for _ in range(3))
+        rpb = torch.randn(h, 2 * k - 1, 2 * k - 1, device=device, generator=g)
+        row = {"shape": f"B{b} h{h} {hh}x{ww} d{d} k{k}"}
+        outs, grads = {}, {}
+        for backend in ("torch", "flex"):
+            if backend == "flex" and device == "cpu":
+                continue
+            try:
+                leaves = [t.clone().requires_grad_() for t in (q, kk, v)]
+                r = rpb.clone().requires_grad_()
+                o = neighborhood_attention_2d(*leaves, k, r, backend=backend)
+                o.float().sum().backward()
+                outs[backend] = o.detach().float()
+                grads[backend] = [t.grad.float() for t in (*leaves, r)]
+
+                fwd = functools.partial(_na_forward, q, kk, v, k, rpb, backend)
+                fwd_bwd = functools.partial(_na_forward_backward, leaves, k, r, backend)
+                row[f"{backend}_fwd_ms"] = timed(fwd, device, 2, 5) * 1e3
+                row[f"{backend}_fwdbwd_ms"] = timed(fwd_bwd, device, 2, 5) * 1e3
+            except Exception as e:  # noqa: BLE001  (reported as a row)
+                row[f"{backend}_error"] = f"{type(e).__name__}: {e}"[:200]
+        if "flex" in outs:
+            row["max_abs_diff_fwd"] = (outs["flex"] - outs["torch"]).abs().max().item()
+            row["max_rel_diff_grad"] = max(
+                ((a - b).abs().max() / b.abs().max().clamp(min=1e-6)).item() for a, b in zip(grads["flex"], grads["torch"])
+            )
+        rows.append(row)
+    return rows
+
+
+def module_profile(device: str, quick: bool) -> dict:
+    """Share of NA and scan calls in one SegMAN-S training step (replayed alone, forward + backward)."""
+    model = build("segman_s", quick).to(device).train()
+    size, batch = ((96, 96), 2) if quick else ((512, 512), 8)
+    x = torch.randn(batch, 3, *size, device=device)
+    calls = {"na": [], "scan": []}
+    real_na, real_scan = segman_module.neighborhood_attention_2d, segman_module.selective_scan_2d
+
+    def rec_na(q, k, v, ks, rpb=None, backend="torch"):
+        calls["na"].append((q.detach(), k.detach(), v.detach(), ks, None if rpb is None else rpb.detach(), backend))
+        return real_na(q, k, v, ks, rpb, backend=backend)
+
+    def rec_scan(*args, **kwargs):
+        calls["scan"].append(([a.detach() if isinstance(a, torch.Tensor) else a for a in args],
+                              {k: (v.detach() if isinstance(v, torch.Tensor) else v) for k, v in kwargs.items()}))
+        return real_scan(*args, **kwargs)
+
+    def step():
+        with autocast(device):
+            loss = model(x).float().mean()
+        loss.backward()
+
+    total = timed(step, device, 2, 3)
+    segman_module.neighborhood_attention_2d, segman_module.selective_scan_2d = rec_na, rec_scan
+    try:
+        step()
+    finally:
+        segman_module.neighborhood_attention_2d, segman_module.selective_scan_2d = real_na, real_scan
+    model.zero_grad(set_to_none=True)
+
+    def replay_na():
+        for q, k, v, ks, rpb, backend in calls["na"]:
+            leaves = [t.clone().requires_grad_() for t in (q, k, v)]
+            real_na(*leaves, ks, rpb, backend=backend).float().sum().backward()
+
+    def replay_scan():
+        for args, kwargs in calls["scan"]:
+            args = [a.clone().requires_grad_() if isinstance(a, torch.Tensor) and a.is_floating_point() else a
+                    for a in args]
+            real_scan(*args, **kwargs).float().sum().backward()
+
+    na_t = timed(replay_na, device, 1, 3)
+    scan_t = timed(replay_scan, device, 1, 3)
+    return {"step_ms": total * 1e3, "na_ms": na_t * 1e3, "scan_ms": scan_t * 1e3, "na_share": na_t / total,
+            "scan_share": scan_t / total, "na_calls": len(calls["na"]), "scan_calls": len(calls["scan"])}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
+    p.add_argument("--quick", action="store_true", help="tiny models and inputs (smoke test)")
+    p.add_argument("--out", default=None)
+    p.add_argument("--iters", type=int, default=10)
+    args = p.parse_args(argv)
+    device = args.device
+    if device == "cuda" and not torch.cuda.is_available():
+        print("error: --device cuda but no CUDA device", file=sys.stderr)
+        return 2
+    name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
+    out = Path(args.out or REPO / f"benchmarks/results/segmentation_{re.sub(r'[^a-z0-9]+', '_', name.lower())}.json")
+    if device == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    iters, warmup = (2, 1) if args.quick else (args.iters, 3)
+    inputs = [((96, 96), 2)] if args.quick else [((512, 512), 8), ((1024, 2048), 1)]
+    models = ["segman_t", "segman_s", "vmamba_t_upernet", "convnext_t_upernet"]
+    failures = 0
+    result: dict = {"device": name, "torch": torch.__version__, "rows": [], "gflops": {}, "na_check": [],
+                    "profile": None}
+
+    for mname in models:
+        try:
+            model = build(mname, args.quick).to(device)
+            params = sum(p.numel() for p in model.parameters())
+            result["gflops"][mname] = {"gflops_512": count_gflops(model, (96, 96) if args.quick else (512, 512), device),
+                                       "paper": PAPER_GFLOPS.get(mname), "params_m": params / 1e6}
+        except Exception as e:  # noqa: BLE001
+            traceback.print_exc()
+            result["gflops"][mname] = {"error": f"{type(e).__name__}: {e}"[:200]}
+            continue
+        backends = ["torch", "flex"] if mname.startswith("segman") and device == "cuda" else ["torch"]
+        for backend in backends:
+            if mname.startswith("segman"):
+                set_na_backend(model, backend)
+            for size, batch in inputs:
+                row = {"model": mname, "na": backend if mname.startswith("segman") else "-",
+                       "input": f"{batch}x{size[0]}x{size[1]}"}
+                try:
+                    x = torch.randn(batch, 3, *size, device=device)
+                    row.update(bench_model(model, x, device, warmup, iters))
+                except Exception as e:  # noqa: BLE001
+                    row["error"] = f"{type(e).__name__}: {e}"[:200]
+                    if device == "cuda":
+                        torch.cuda.empty_cache()
+                result["rows"].append(row)
+                print(row, flush=True)
+        del model
+        if device == "cuda":
+            torch.cuda.empty_cache()
+
+    result["na_check"] = na_check(device, args.quick)
+    for row in result["na_check"]:
+        if row.get("max_abs_diff_fwd", 0) > 5e-2 or row.get("max_rel_diff_grad", 0) > 5e-2:
+            failures += 1
+            row["FAILED"] = True
+    try:
+        result["profile"] = module_profile(device, args.quick)
+    except Exception as e:  # noqa: BLE001
+        traceback.print_exc()
+        result["profile"] = {"error": f"{type(e).__name__}: {e}"[:200]}
+
+    print(f"\nDevice: {name}\n")
+    print(f"{'model':<20} {'NA':<6} {'input':<14} {'fwd ms':>8} {'fwd img/s':>10} {'fwd GB':>7} "
+          f"{'train ms':>9} {'train img/s':>11} {'train GB':>8}")
+    fmt = lambda v, f: "-" if v is None else format(v, f)
+    for r in result["rows"]:
+        if "error" in r:
+            print(f"{r['model']:<20} {r['na']:<6} {r['input']:<14} ERROR {r['error']}")
+            continue
+        print(f"{r['model']:<20} {r['na']:<6} {r['input']:<14} {r['fwd_ms']:>8.2f} {r['fwd_img_s']:>10.1f} "
+              f"{fmt(r['fwd_peak_gb'], '7.2f'):>7} {r['train_ms']:>9.2f} {r['train_img_s']:>11.1f} "
+              f"{fmt(r['train_peak_gb'], '8.2f'):>8}")
+    best = {}
+    for r in result["rows"]:
+        if "error" not in r and r["input"].startswith("8x512"):
+            best[r["model"]] = max(best.get(r["model"], 0.0), r["fwd_img_s"])
+    if "segman_t" in best and "convnext_t_upernet" in best:
+        result["segman_t_vs_convnext_fwd_speedup_512"] = best["segman_t"] / best["convnext_t_upernet"]
+        print(f"\nSegMAN-T / convnext_tiny+UperNet inference img/s at 512^2: "
+              f"{result['segman_t_vs_convnext_fwd_speedup_512']:.2f}x (target >= 2x)")
+    print(f"\n{'model':<20} {'GFLOPs@512':>11} {'paper':>6} {'params M':>9}")
+    for m, g in result["gflops"].items():
+        if "error" in g:
+            print(f"{m:<20} ERROR {g['error']}")
+        else:
+            print(f"{m:<20} {g['gflops_512']:>11.2f} {fmt(g['paper'], '6.1f'):>6} {g['params_m']:>9.2f}")
+    print("\nNA backends (flex vs torch):")
+    for r in result["na_check"]:
+        print("  " + ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.items()))
+    print(f"\nSegMAN-S training-step module profile: {result['profile']}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    print(f"wrote {out}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
