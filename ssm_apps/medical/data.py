@@ -67,7 +67,8 @@ class CheckPaird(Transform):
                              f"{values[values != values.round()].flatten()[0].item():g}); expected class indices")
         lo, hi = int(values.min()), int(values.max())
         if lo < 0 or (self.num_classes is not None and hi >= self.num_classes):
-            raise ValueError(f"label {lab_name} has values in [{lo}, {hi}]; expected 0..{self.num_classes - 1 if self.num_classes else 'K'}")
+            top = self.num_classes - 1 if self.num_classes else "K"
+            raise ValueError(f"label {lab_name} has values in [{lo}, {hi}]; expected 0..{top}")
         return d
 
 
@@ -76,7 +77,8 @@ class SelectLabelsd(Transform):
     foreground is left (naming the file)."""
 
     def __init__(self, labels: Sequence[int] | None, require_foreground: bool = True) -> None:
-        self.labels, self.require_foreground = (None if labels is None else [int(v) for v in labels]), require_foreground
+        self.labels = None if labels is None else [int(v) for v in labels]
+        self.require_foreground = require_foreground
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict:
         d = dict(data)
