@@ -23,7 +23,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ssm_apps.medical.hymamba import create_hymamba
+from ssm_apps.medical.hymamba import create_hymamba  # noqa: E402
 
 
 def build(name: str, size: int, quick: bool, classes: int) -> torch.nn.Module:
@@ -88,7 +88,8 @@ def check_tri6(device: torch.device, quick: bool) -> float:
     torch.manual_seed(0)
     size = 32
     model = create_hymamba("hymamba_tiny", img_size=size, out_channels=3, scan="tri6").to(device).eval()
-    ref = create_hymamba("hymamba_tiny", img_size=size, out_channels=3, scan="tri6", scan_backend="ref").to(device).eval()
+    ref = create_hymamba("hymamba_tiny", img_size=size, out_channels=3, scan="tri6", scan_backend="ref")
+    ref = ref.to(device).eval()
     ref.load_state_dict(model.state_dict())
     x = torch.randn(1, 1, size, size, size, device=device)
     with torch.no_grad():
@@ -128,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
             result["rows"][model_name] = {"error": f"{type(e).__name__}: {e}"}
             ok = False
     print(f"\n== medical 3-D networks, {size}^3, batch {batch}, {result['dtype']}, {name} ==")
-    print(f"{'model':16s} {'params (M)':>10s} {'fwd ms':>8s} {'fwd+bwd ms':>11s} {'peak fwd GiB':>12s} {'peak step GiB':>13s}")
+    print(f"{'model':16s} {'params (M)':>10s} {'fwd ms':>8s} {'fwd+bwd ms':>11s} {'peak fwd GiB':>12s} "
+          f"{'peak step GiB':>13s}")
     for model_name, r in result["rows"].items():
         if "error" in r:
             print(f"{model_name:16s} ERROR {r['error']}")

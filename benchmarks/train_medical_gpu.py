@@ -34,8 +34,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ssm_apps.medical.data import MedicalDataModule
-from ssm_apps.medical.task import MedicalPretrainTask, MedicalSegmentationTask, lr_wd_at
+from ssm_apps.medical.data import MedicalDataModule  # noqa: E402
+from ssm_apps.medical.task import MedicalPretrainTask, MedicalSegmentationTask, lr_wd_at  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 TS = DATA / "medical3d" / "totalsegmentator"
@@ -84,7 +84,8 @@ def train_loop(task, data, steps: int, device: torch.device, log_every: int, nam
                           h.weight_decay_end)
         for g in opt.param_groups:
             g["lr"], g["weight_decay"] = lr, wd * g["wd_scale"]
-        batch = {k: torch.as_tensor(v).to(device, non_blocking=True) for k, v in batch.items() if k in ("image", "label")}
+        batch = {k: torch.as_tensor(v).to(device, non_blocking=True) for k, v in batch.items()
+                 if k in ("image", "label")}
         with autocast(device):
             if isinstance(task, MedicalSegmentationTask):
                 loss = task.loss_fn(task.model(batch["image"]), batch["label"])
@@ -224,7 +225,8 @@ def main(argv: list[str] | None = None) -> int:
                   num_samples=args.batch, cache="memory")
     dm = MedicalDataModule(train=[{"image": str(TS / "example_ct.nii.gz"),
                                    "label": str(TS / "example_seg_fast_force_split.nii.gz")}],
-                           test=[{"image": str(TS / "example_ct_dicom"), "label": str(TS / "example_seg_dicom.nii.gz")}],
+                           test=[{"image": str(TS / "example_ct_dicom"),
+                                  "label": str(TS / "example_seg_dicom.nii.gz")}],
                            **common)
     test_eval = MedicalDataModule(test=dm.items["test"], crop_foreground=False, **common)  # full DICOM grid
     if "a" in parts:
@@ -303,7 +305,8 @@ def run_b(args, results, model_kwargs, quick, steps_2d, workers, device, out) ->
     mem = DATA / "medical2d" / "membrane"
     pairs = [{"image": str(mem / "image" / f"{i}.png"), "label": str(mem / "label" / f"{i}.png")} for i in range(30)]
     roi2 = (128, 128) if quick else (256, 256)
-    dm2 = MedicalDataModule(train=pairs[:24], test=pairs[24:26] if quick else pairs[24:], spatial_dims=2, labels=[0], pixdim=None,
+    dm2 = MedicalDataModule(train=pairs[:24], test=pairs[24:26] if quick else pairs[24:], spatial_dims=2, labels=[0],
+                            pixdim=None,
                             intensity_range=(0.0, 255.0), roi_size=roi2, num_samples=4, crop_foreground=False,
                             cache="memory")
     dm2.setup("fit")

@@ -92,8 +92,9 @@ class MambaND(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (b, *spatial, d_model) channels-last map -> (b, *spatial, d_model)."""
         if x.dim() != self.spatial_dims + 2 or x.shape[-1] != self.d_model:
-            raise ValueError(f"MambaND({self.pattern!r}): argument 'x' must be (b, {'D, ' if self.spatial_dims == 3 else ''}"
-                             f"H, W, d_model={self.d_model}); got {tuple(x.shape)}")
+            sizes = "D, H, W" if self.spatial_dims == 3 else "H, W"
+            raise ValueError(f"MambaND({self.pattern!r}): argument 'x' must be (b, {sizes}, d_model={self.d_model}); "
+                             f"got {tuple(x.shape)}")
         u, z = self.in_proj(x).chunk(2, dim=-1)
         u = u.movedim(-1, 1)  # (b, d_inner, *spatial)
         u = F.silu(self.conv(u))

@@ -161,7 +161,8 @@ class MambaLayer(nn.Module):
         else:
             self.mixer = MambaND(dim, pattern=scan, d_state=d_state, scan_backend=scan_backend)
             if self.mixer.spatial_dims != spatial_dims:
-                raise ValueError(f"scan {scan!r} is a {self.mixer.spatial_dims}-D pattern; the grid is {spatial_dims}-D")
+                raise ValueError(f"scan {scan!r} is a {self.mixer.spatial_dims}-D pattern; "
+                                 f"the grid is {spatial_dims}-D")
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, 2 * dim)
 
@@ -199,7 +200,8 @@ class MambaStage(nn.Module):
         super().__init__()
         self.grid, self.scan = tuple(grid), scan
         self.register_buffer("pos_embed", sincos_position_embedding(self.grid, dim))
-        self.layers = nn.ModuleList([MambaLayer(dim, scan, len(self.grid), d_state, scan_backend) for _ in range(depth)])
+        self.layers = nn.ModuleList([MambaLayer(dim, scan, len(self.grid), d_state, scan_backend)
+                                     for _ in range(depth)])
 
     def position_embedding(self, grid: Sequence[int]) -> torch.Tensor:
         if tuple(grid) == self.grid:

@@ -28,6 +28,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from monai.transforms import Transform
 
 __all__ = ["CheckPaird", "MedicalDataModule", "SelectLabelsd"]
 
@@ -39,7 +40,7 @@ def _name(meta_tensor: Any, fallback: str) -> str:
     return str(meta.get("filename_or_obj", fallback))
 
 
-class CheckPaird:
+class CheckPaird(Transform):
     """Validate a loaded (channel-first) image/label pair; raise ``ValueError`` naming the file on: shape or
     affine mismatch, non-integer labels, negative labels or labels >= ``num_classes`` (when given)."""
 
@@ -66,16 +67,18 @@ class CheckPaird:
                              f"{values[values != values.round()].flatten()[0].item():g}); expected class indices")
         lo, hi = int(values.min()), int(values.max())
         if lo < 0 or (self.num_classes is not None and hi >= self.num_classes):
-            raise ValueError(f"label {lab_name} has values in [{lo}, {hi}]; expected 0..{self.num_classes - 1 if self.num_classes else 'K'}")
+            top = self.num_classes - 1 if self.num_classes else "K"
+            raise ValueError(f"label {lab_name} has values in [{lo}, {hi}]; expected 0..{top}")
         return d
 
 
-class SelectLabelsd:
+class SelectLabelsd(Transform):
     """Map original label values to classes: ``labels[k]`` -> k + 1, everything else -> 0; raise when no
     foreground is left (naming the file)."""
 
     def __init__(self, labels: Sequence[int] | None, require_foreground: bool = True) -> None:
-        self.labels, self.require_foreground = (None if labels is None else [int(v) for v in labels]), require_foreground
+        self.labels = None if labels is None else [int(v) for v in labels]
+        self.require_foreground = require_foreground
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict:
         d = dict(data)
@@ -232,7 +235,15 @@ class MedicalDataModule(L.LightningDataModule):
         from monai import data
 
         if self.hparams.cache == "memory":
-            return data.CacheDataset(items, transform, cache_rate=1.0, num_workers=0, progress=False)
+            try:
+                return data.CacheDataset(items, transform, cache_rate=1.0, num_workers=0, progress=False)
+            except RuntimeError as e:  # MONAI wraps a transform's error in "applying transform ..."
+                root: BaseException = e
+                while root.__cause__ is not None:
+                    root = root.__cause__
+                if isinstance(root, (ValueError, FileNotFoundError)):
+                    raise root from None
+                raise
         if self.hparams.cache == "disk":
             return data.PersistentDataset(items, transform, cache_dir=self.hparams.cache_dir)
         return data.Dataset(items, transform)
@@ -262,7 +273,7 @@ class MedicalDataModule(L.LightningDataModule):
         return self._loader("train", train=True)
 
     def val_dataloader(self):
-        return self._loader("val")
+        return self._loader("val") if "val" in self.datasets else []  # no validation items: Lightning skips it
 
     def test_dataloader(self):
         return self._loader("test")

@@ -87,7 +87,8 @@ def _five(name: str, value: Sequence[int]) -> tuple[int, ...]:
 def _grid(img_size: int | Sequence[int], spatial_dims: int) -> tuple[int, ...]:
     sizes = (img_size,) * spatial_dims if isinstance(img_size, int) else tuple(img_size)
     if len(sizes) != spatial_dims or any(s % DOWNSAMPLE or s < DOWNSAMPLE for s in sizes):
-        raise ValueError(f"HyMamba: argument 'img_size' must be {spatial_dims} multiples of {DOWNSAMPLE}; got {img_size}")
+        raise ValueError(f"HyMamba: argument 'img_size' must be {spatial_dims} multiples of {DOWNSAMPLE}; "
+                         f"got {img_size}")
     return tuple(s // DOWNSAMPLE for s in sizes)
 
 

@@ -139,6 +139,7 @@ class MedicalSegmentationTask(_ScheduledTask):
         sw_batch_size: windows per forward.
         overlap: window overlap (0.5).
         pretrained: optional pre-training checkpoint (ours or official MambaMIM) whose encoder weights are loaded.
+        lambda_dice, lambda_ce: weights of DiceCELoss's two terms.
     """
 
     def __init__(self, model: str = "hymamba_official", model_kwargs: Mapping[str, Any] | None = None,
@@ -146,7 +147,7 @@ class MedicalSegmentationTask(_ScheduledTask):
                  min_lr: float = 1e-6, warmup_steps: int = 0, warmup_start: float = 0.005, weight_decay: float = 1e-5,
                  weight_decay_end: float | None = None, grad_clip: float = 0.0,
                  roi_size: Sequence[int] = (96, 96, 96), sw_batch_size: int = 2, overlap: float = 0.5,
-                 pretrained: str | None = None) -> None:
+                 pretrained: str | None = None, lambda_dice: float = 1.0, lambda_ce: float = 1.0) -> None:
         super().__init__()
         if not 0.0 <= overlap < 1.0:
             raise ValueError(f"MedicalSegmentationTask: argument 'overlap' must be in [0, 1); got {overlap}")
@@ -163,7 +164,7 @@ class MedicalSegmentationTask(_ScheduledTask):
         from monai.losses import DiceCELoss
         from monai.metrics import DiceMetric
 
-        self.loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
+        self.loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, lambda_dice=lambda_dice, lambda_ce=lambda_ce)
         self.dice = {s: DiceMetric(include_background=False, reduction="mean_batch", ignore_empty=True)
                      for s in ("val", "test")}
         self.loaded_keys: list[str] = []
@@ -174,8 +175,8 @@ class MedicalSegmentationTask(_ScheduledTask):
         """Load the encoder of a pre-training checkpoint (ours or official); returns and prints the loaded keys."""
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
         state = self.model.load_encoder(ckpt)
-        self.loaded_keys = sorted(state)
-        print(f"[MedicalSegmentationTask] loaded {len(state)} encoder tensors from {path}"
+        self.loaded_keys = sorted(k for k in state if k not in state.filled)
+        print(f"[MedicalSegmentationTask] loaded {len(self.loaded_keys)} encoder tensors from {path}"
               + (f"; kept own values for {state.filled}" if state.filled else "")
               + f"; {len(state.dropped)} checkpoint tensors not used (decoder / MIM heads)")
         return self.loaded_keys

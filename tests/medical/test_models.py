@@ -116,7 +116,9 @@ def test_toki_matches_formula(seed):
 
 def _route_orders(d: int, h: int, w: int) -> list[list[int]]:
     """tri6 from its definition: the D-H-W, H-W-D and W-D-H loop orders and their reverses (flat p = (d, h, w))."""
-    flat = lambda i, j, k: (i * h + j) * w + k
+    def flat(i: int, j: int, k: int) -> int:
+        return (i * h + j) * w + k
+
     dhw = [flat(i, j, k) for i in range(d) for j in range(h) for k in range(w)]
     hwd = [flat(i, j, k) for j in range(h) for k in range(w) for i in range(d)]
     wdh = [flat(i, j, k) for k in range(w) for i in range(d) for j in range(h)]
