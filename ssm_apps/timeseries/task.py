@@ -10,6 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MeanAbsoluteError, MeanSquaredError
 
+from .data import check_finite_windows
+
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # x, x_mark, y, y_mark
 
 
@@ -66,6 +68,8 @@ class ForecastingTask(L.LightningModule):
 
     def predict_step(self, batch: Batch, batch_idx: int) -> dict[str, torch.Tensor]:
         x, x_mark, y, _ = batch
+        loader = self.trainer.predict_dataloaders if self._trainer is not None else None
+        check_finite_windows(x, batch_idx * (getattr(loader, "batch_size", None) or len(x)), "input")
         return {"input": x, "forecast": self(x, x_mark), "target": y}
 
     def configure_optimizers(self) -> Any:
