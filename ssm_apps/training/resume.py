@@ -58,12 +58,41 @@ def set_random_states(states: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(states["torch_cuda"])
 
 
+def _epoch_accumulators(trainer: L.Trainer) -> dict[str, dict[str, torch.Tensor]]:
+    """The running sums of the epoch-level training metrics (``self.log(..., on_epoch=True)``)."""
+    results = trainer.fit_loop.epoch_loop._results
+    return {key: {"value": metric.value.detach().clone(), "cumulated_batch_size": metric.cumulated_batch_size.clone()}
+            for key, metric in results.items()
+            if metric.is_tensor and metric.meta.on_epoch and hasattr(metric, "cumulated_batch_size")}
+
+
+def _merge_epoch_accumulators(trainer: L.Trainer, saved: dict[str, dict[str, torch.Tensor]]) -> None:
+    """Adds the sums saved before the interruption to the ones of the first resumed batch: the same
+    floating-point result as the uninterrupted run's running sum (``s + x == x + s`` exactly)."""
+    results = trainer.fit_loop.epoch_loop._results
+    for key, state in saved.items():
+        metric = results.get(key)
+        if metric is None:
+            continue
+        value = state["value"].to(metric.value.device)
+        if metric.meta.is_max_reduction:
+            metric.value = torch.maximum(metric.value, value)
+        elif metric.meta.is_min_reduction:
+            metric.value = torch.minimum(metric.value, value)
+        else:
+            metric.value = metric.value + value
+        metric.cumulated_batch_size = metric.cumulated_batch_size + state["cumulated_batch_size"].to(
+            metric.cumulated_batch_size.device)
+
+
 class RandomStateCheckpoint(Callback):
-    """Random states in checkpoints, restored where they were taken (see the module docstring)."""
+    """Random states (and the running sums of epoch-level training metrics) in checkpoints, put back
+    where they were taken (see the module docstring): a resumed epoch logs the same epoch means."""
 
     def __init__(self) -> None:
         self._mid_epoch = False
         self._pending: dict[str, Any] | None = None
+        self._pending_sums: dict[str, Any] | None = None
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._mid_epoch = True
@@ -72,7 +101,14 @@ class RandomStateCheckpoint(Callback):
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
         if self._pending is not None:
+            self._pending_sums = self._pending.get("epoch_sums") if self._pending["mid_epoch"] else None
             self._restore()
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        if self._pending_sums is not None:
+            _merge_epoch_accumulators(trainer, self._pending_sums)
+            self._pending_sums = None
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._mid_epoch = False
@@ -83,7 +119,14 @@ class RandomStateCheckpoint(Callback):
         self._pending = None
 
     def state_dict(self) -> dict[str, Any]:
-        return {"mid_epoch": self._mid_epoch, "states": get_random_states()}
+        state = {"mid_epoch": self._mid_epoch, "states": get_random_states()}
+        trainer = getattr(self, "_trainer", None)
+        if self._mid_epoch and trainer is not None:
+            state["epoch_sums"] = _epoch_accumulators(trainer)
+        return state
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._trainer = trainer
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._pending = dict(state_dict)
@@ -192,10 +235,11 @@ class ContinuingCSVLogger(CSVLogger):
 
     Args:
         save_dir: the run's log folder.
+        flush_logs_every_n_steps: steps between writes of ``metrics.csv`` (1: a killed run loses no row).
     """
 
-    def __init__(self, save_dir: str | os.PathLike) -> None:
-        super().__init__(save_dir=str(save_dir), name="", version="")
+    def __init__(self, save_dir: str | os.PathLike, flush_logs_every_n_steps: int = 1) -> None:
+        super().__init__(save_dir=str(save_dir), name="", version="", flush_logs_every_n_steps=flush_logs_every_n_steps)
 
     @property
     def log_dir(self) -> str:
