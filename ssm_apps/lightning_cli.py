@@ -148,9 +148,12 @@ class SSMAppsCLI(LightningCLI):
         self.run_dir = self._resolve_run_dir(cfg)
         cfg.trainer.default_root_dir = str(self.run_dir)
         if self._stage == "fit" and not _is_child_process():
-            resuming = bool(cfg.get("ckpt_path"))
-            prepare_run_dir(self.run_dir, resuming=resuming, overwrite=bool(cfg.get("overwrite")))
-            self._lock = RunDirLock(self.run_dir).acquire()
+            self._lock = RunDirLock(self.run_dir).acquire()  # first: --overwrite must not touch a live run
+            try:
+                prepare_run_dir(self.run_dir, resuming=bool(cfg.get("ckpt_path")), overwrite=bool(cfg.get("overwrite")))
+            except BaseException:
+                self.release()
+                raise
             os.environ[_RUN_DIR_ENV] = str(self.run_dir)
 
     def release(self) -> None:

@@ -99,7 +99,7 @@ def _check_order(path: Path, dates: pd.DatetimeIndex, sort: bool) -> np.ndarray 
     """Raises ValueError for repeated timestamps, and for timestamps out of order unless ``sort``;
     returns the sorting permutation (``None`` when the rows are in order)."""
     order = None
-    ns = dates.asi8
+    ns = dates.as_unit("ns").asi8
     if sort and (np.diff(ns) < 0).any():
         order = np.argsort(ns, kind="stable")
         ns = ns[order]
@@ -122,7 +122,7 @@ def irregular_gaps(dates: pd.DatetimeIndex) -> tuple[pd.Timedelta, list[tuple[in
     timestamp) whose spacing is more than 1.5x or less than 1/1.5 of it; ``None`` for fewer than 3 rows."""
     if len(dates) < 3:
         return None
-    step = np.diff(dates.asi8)
+    step = np.diff(dates.as_unit("ns").asi8)
     median = float(np.median(step))
     odd = np.flatnonzero((step > 1.5 * median) | (step < median / 1.5))
     return pd.Timedelta(int(median)), [(int(i) + 1, pd.Timedelta(int(step[i]))) for i in odd]

@@ -47,13 +47,14 @@ def _fsync_dir(folder: Path) -> None:
 
 
 def load_checkpoint_file(path: str | os.PathLike, map_location: Any = None,
-                         weights_only: bool | None = None) -> dict[str, Any]:
+                         weights_only: bool | None = None, require_state_dict: bool = True) -> dict[str, Any]:
     """``torch.load`` of a Lightning checkpoint, with ``CheckpointError`` naming ``path`` when the
-    file is missing, unreadable, truncated, not a ``torch.save`` file, or not a dict with a
-    ``state_dict`` entry.
+    file is missing, unreadable, truncated, not a ``torch.save`` file, not a dict, or (with
+    ``require_state_dict``) a dict without a ``state_dict`` entry.
 
     Args:
         path: the checkpoint file.
+        require_state_dict: refuse a dict without ``state_dict`` (every training checkpoint has one).
         map_location: as ``torch.load``.
         weights_only: as ``torch.load``; ``None`` = ``False`` (our own checkpoints hold optimizer,
             loop and callback states; load only files you trust).
@@ -69,7 +70,7 @@ def load_checkpoint_file(path: str | os.PathLike, map_location: Any = None,
         raise CheckpointError(f"{path}: cannot read the checkpoint ({size} bytes; truncated or damaged?): "
                               f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}; "
                               f"expected {expected}") from err
-    if not isinstance(checkpoint, Mapping) or "state_dict" not in checkpoint:
+    if not isinstance(checkpoint, Mapping) or (require_state_dict and "state_dict" not in checkpoint):
         got = f"a dict with keys {sorted(map(str, checkpoint))[:8]}" if isinstance(checkpoint, Mapping) \
             else f"a {type(checkpoint).__name__}"
         raise CheckpointError(f"{path}: not a training checkpoint: it holds {got}; expected {expected}")
@@ -132,4 +133,5 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     def load_checkpoint(self, path: str | os.PathLike, map_location: Any = lambda storage, loc: storage,
                         weights_only: bool | None = None) -> dict[str, Any]:
-        return load_checkpoint_file(path, map_location=map_location, weights_only=weights_only)
+        return load_checkpoint_file(path, map_location=map_location, weights_only=weights_only,
+                                    require_state_dict=False)
