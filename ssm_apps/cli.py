@@ -156,6 +156,22 @@ def _run(argv: list[str]) -> int:
     return 2
 
 
+_KEY_PHRASES = ("not accepted", "unrecognized", "problem with", "not found", "does not exist", "no such file",
+                "expected", "must be", "invalid")
+
+
+def one_line(err: BaseException) -> str:
+    """The message of ``err`` on one line; of a multi-line (parser) message, the first line and the lines
+    that say what is wrong."""
+    lines = [line.strip(" -") for line in str(err).splitlines() if line.strip(" -") and "NoneType" not in line]
+    if not lines:
+        return type(err).__name__
+    if len(lines) > 2:
+        key = [line for line in lines[1:] if any(p in line.lower() for p in _KEY_PHRASES)]
+        lines = [lines[0], *key[:3]] if key else lines[:3]
+    return " ".join(" ".join(lines).split())
+
+
 def main(argv: list[str] | None = None) -> int:
     """Runs ``ssm-apps``; returns (and, as a script, exits with) the exit status. A failure prints
     ``ssm-apps: error: <message>`` on one line; ``--traceback`` anywhere in ``argv`` re-raises it."""
@@ -169,10 +185,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as err:  # noqa: BLE001 -- user errors (bad file, bad shape, bad value) end here
         if traceback:
             raise
-        message = " ".join(str(err).split()) or type(err).__name__
+        message = one_line(err)
         print(f"ssm-apps: error: {message}  ({type(err).__name__}; add --traceback for the full trace)",
               file=sys.stderr)
-        return 1
+        return 2 if type(err).__name__ == "ArgumentError" else 1  # 2: a bad command line, as argparse
 
 
 if __name__ == "__main__":

@@ -104,6 +104,9 @@ class SSMAppsCLI(LightningCLI):
                 subclass_mode_data=True,
                 save_config_kwargs={"overwrite": True},
                 trainer_defaults={"enable_progress_bar": sys.stderr.isatty()},
+                # parse errors raise (ssm_apps.cli prints them as one line) instead of usage + exit 2
+                parser_kwargs={"exit_on_error": False,
+                               **{name: {"exit_on_error": False} for name in ("fit", "validate", "test", "predict")}},
                 args=args,
                 run=run,
             )
@@ -191,6 +194,15 @@ class SSMAppsCLI(LightningCLI):
         return trainer
 
     # ------------------------------------------------------------------------- subcommands
+    def _parse_ckpt_path(self) -> None:
+        # Lightning reads the checkpoint's hyper-parameters here, before anything else: refuse a damaged
+        # or non-checkpoint file first, with an error naming it
+        if self.config.get("subcommand"):
+            ckpt = self.config[self.config.subcommand].get("ckpt_path")
+            if ckpt and str(ckpt) not in _LIGHTNING_CKPT_NAMES:
+                load_checkpoint_file(ckpt, map_location="cpu")
+        super()._parse_ckpt_path()
+
     def _check_ckpt(self) -> None:
         ckpt = self._cfg().get("ckpt_path")
         if not ckpt or str(ckpt) in _LIGHTNING_CKPT_NAMES:
