@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
-RESULTS_DIR = REPO / "benchmarks" / "results"
+RESULTS_DIR = REPO / "benchmarks" / "results" / "local"  # untracked; --out FILE to keep a result
 DEV = "cuda"
 
 # (name, b, d, L, n, g, z, dtype, mamba_ssm 2.3.2 fwd ms, bwd ms on H100)
