@@ -74,6 +74,19 @@ def import_domains() -> list[str]:
     return imported
 
 
+def _declared_links() -> dict[str, str]:
+    """``{data init argument: model key}`` of every imported data module's ``cli_links``: values the data
+    module knows (e.g. lookback, horizon) given once, under ``data``, and copied into the model's config.
+    A link applies only when the configured data module has that argument."""
+    links: dict[str, str] = {}
+    pending = [L.LightningDataModule]
+    while pending:
+        cls = pending.pop()
+        pending += cls.__subclasses__()
+        links.update(getattr(cls, "cli_links", None) or {})
+    return links
+
+
 def _is_child_process() -> bool:
     return os.environ.get("LOCAL_RANK", "0") != "0" and _RUN_DIR_ENV in os.environ
 
@@ -124,6 +137,8 @@ class SSMAppsCLI(LightningCLI):
         parser.add_argument("--checkpoint_every_n_steps", type=int, default=50,
                             help="fit: also write last.ckpt every N optimizer steps (mid-epoch resume; 0 = "
                                  "at epoch ends only).")
+        for source, target in sorted(_declared_links().items()):
+            parser.link_arguments(f"data.init_args.{source}", target)
 
     # -------------------------------------------------------------------------- run folder
     @property

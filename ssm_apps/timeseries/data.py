@@ -309,6 +309,10 @@ class TimeSeriesDataModule(L.LightningDataModule):
             (repeated dates always are).
     """
 
+    #: ``ssm-apps`` copies these init arguments into the model's (``link_arguments``): written once, in ``data``
+    cli_links = {"lookback": "model.init_args.model.init_args.lookback",
+                 "horizon": "model.init_args.model.init_args.horizon"}
+
     def __init__(
         self,
         data_path: str | None = None,

@@ -119,8 +119,8 @@ def test_user_errors_are_one_line_and_traceback_shows_the_trace(tmp_path, monkey
                     "Option 'no_such_key' is not accepted", code=2)
     _one_line_error(capsys, ["fit", "--config", CONFIG, *FAST, "--data.init_args.data_path", "missing.csv"],
                     "time-series CSV not found: missing.csv")
-    _one_line_error(capsys, ["fit", "--config", CONFIG, *FAST, "--model.init_args.model.init_args.horizon", "48"],
-                    "does not match the target")  # a shape mismatch between model and data
+    _one_line_error(capsys, ["fit", "--config", CONFIG, *FAST, "--data.init_args.lookback", "9000"],
+                    "lookback + horizon = 9096 leaves no training window")  # windows longer than the data
     bad = tmp_path / "bad.ckpt"
     bad.write_bytes(b"garbage")
     _one_line_error(capsys, ["test", "--config", CONFIG, *FAST, "--ckpt_path", str(bad)],
@@ -156,6 +156,18 @@ def test_tasks_and_data_modules_discoverable_and_short_names(tmp_path, monkeypat
         assert type(parsed.datamodule).__name__ == "TimeSeriesDataModule"
     finally:
         parsed.release()
+
+
+def test_lookback_and_horizon_written_once_and_linked_into_the_model(tmp_path, monkeypatch):
+    from ssm_apps.lightning_cli import SSMAppsCLI
+
+    monkeypatch.chdir(tmp_path)
+    assert "lookback" not in (REPO / "configs" / "timeseries" / "smamba_etth1.yaml").read_text().split("data:")[0]
+    parsed = SSMAppsCLI(args=["--config", CONFIG, *FAST, "--data.init_args.lookback", "48",
+                              "--data.init_args.horizon", "24", "--run_dir", "x"], run=False)
+    parsed.release()
+    assert (parsed.model.model.lookback, parsed.model.model.horizon) == (48, 24)
+    assert (parsed.datamodule.lookback, parsed.datamodule.horizon) == (48, 24)
 
 
 def test_atomic_checkpoint_io_added_to_plugins_and_a_users_own_kept(tmp_path, monkeypatch):
