@@ -1,7 +1,6 @@
 """Train, test and predict a shipped demo (ssm-apps demo [timeseries|vision] [--quick] [--key value ...])."""
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
@@ -28,19 +27,24 @@ def main(argv: list[str] | None = None) -> int:
         argv: ``[NAME] [--quick] [--config FILE ...] [LightningCLI overrides ...]``.
     """
     demos = load_demos()
-    parser = argparse.ArgumentParser(
-        prog="ssm-apps demo", description="Train, test and predict one of the shipped demos; every other "
-        "option is passed to the LightningCLI (e.g. --trainer.max_epochs 2, --run_dir DIR).",
-        epilog="demos: " + "; ".join(f"{k}: {v.get('summary', '')}" for k, v in demos.items()))
-    parser.add_argument("name", nargs="?", choices=list(demos), default=next(iter(demos)),
-                        help=f"which demo (default {next(iter(demos))})")
-    parser.add_argument("--quick", action="store_true", help="a one-minute smoke run (a few batches, one epoch)")
-    args, overrides = parser.parse_known_args(argv)
-    demo = demos[args.name]
-    root = configs_root()
+    argv = list(argv or [])
+    if "-h" in argv or "--help" in argv:
+        print("usage: ssm-apps demo [NAME] [--quick] [LightningCLI options, e.g. --trainer.max_epochs 2 --run_dir DIR]\n"
+              "\nTrain, test (best checkpoint) and predict one of the shipped demos; print the metrics and files.\n")
+        for name, demo in demos.items():
+            print(f"  {name:<12} {demo.get('summary', '')}")
+        print("\n  --quick      a one-minute smoke run (one epoch, a few batches)")
+        return 0
+    name = next(iter(demos))
+    if argv and not argv[0].startswith("-"):
+        name = argv.pop(0)
+        if name not in demos:
+            raise ValueError(f"ssm-apps demo: unknown demo {name!r}; choose one of {sorted(demos)}")
+    overrides = [a for a in argv if a != "--quick"]
+    demo, root = demos[name], configs_root()
     configs = [] if "--config" in overrides else [a for c in demo["configs"] for a in ("--config", str(root / c))]
-    quick = [str(a) for a in demo.get("quick", [])] if args.quick else []
-    return run_demo(configs + quick + list(overrides))
+    quick = [str(a) for a in demo.get("quick", [])] if "--quick" in argv else []
+    return run_demo(configs + quick + overrides)
 
 
 def run_demo(args: list[str]) -> int:
