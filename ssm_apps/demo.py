@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     demos = load_demos()
     argv = list(argv or [])
     if "-h" in argv or "--help" in argv:
-        print("usage: ssm-apps demo [NAME] [--quick] [LightningCLI options, e.g. --trainer.max_epochs 2 --run_dir DIR]\n"
+        print("usage: ssm-apps demo [NAME] [--quick] [LightningCLI options: --trainer.max_epochs 2, --run_dir DIR]\n"
               "\nTrain, test (best checkpoint) and predict one of the shipped demos; print the metrics and files.\n")
         for name, demo in demos.items():
             print(f"  {name:<12} {demo.get('summary', '')}")

@@ -99,7 +99,8 @@ class RandomStateCheckpoint(Callback):
         if self._pending is not None and not self._pending["mid_epoch"]:
             self._restore()
 
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
+                             batch_idx: int) -> None:
         if self._pending is not None:
             self._pending_sums = self._pending.get("epoch_sums") if self._pending["mid_epoch"] else None
             self._restore()
