@@ -66,6 +66,9 @@ def assert_same_run(a: Path, b: Path) -> None:
         for name, tensor in value.items():
             assert torch.equal(torch.as_tensor(tensor), torch.as_tensor(sb["optimizer_states"][0]["state"][key][name]))
     pd.testing.assert_frame_equal(metrics(a), metrics(b), check_exact=True)  # every logged value, one file
+    val_a, val_b = (metrics(r)["val_loss"].dropna().iloc[-1] for r in (a, b))
+    diff = max(float((v - sb["state_dict"][k]).abs().max()) for k, v in sa["state_dict"].items())
+    print(f"\nRESUME {b.parent.name}: final val_loss uninterrupted {val_a!r} resumed {val_b!r}; max |weight diff| {diff}")
 
 
 @pytest.fixture(scope="module")
