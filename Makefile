@@ -1,11 +1,11 @@
-# Two entry points: `make demo` and `make test`. Both create or refresh .venv
-# and install the project with everything it needs before running.
+# Entry points: `make smoke` (one minute), `make demo` and `make test`. Each creates or refreshes
+# .venv and installs the project with everything it needs before running; no activation needed.
 PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1 torchaudio==2.11.0
 
-.PHONY: demo test venv clean
+.PHONY: demo smoke test venv clean
 
 venv: $(STAMP)
 
@@ -22,6 +22,9 @@ $(STAMP): pyproject.toml Makefile
 
 demo: $(STAMP)
 	$(VENV)/bin/ssm-apps demo
+
+smoke: $(STAMP)
+	$(VENV)/bin/ssm-apps demo --quick
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .

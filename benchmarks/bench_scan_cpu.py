@@ -1,12 +1,14 @@
 """CPU benchmark of the selective scan: "ref" (sequential) vs "torch" (chunked) backends.
 
-    python benchmarks/bench_scan_cpu.py [--lengths 256 1024 4096 16384] [--repeats 3]
+    python benchmarks/bench_scan_cpu.py [--lengths 256 1024 4096 16384] [--repeats 3] [--out FILE.json]
+    python benchmarks/bench_scan_cpu.py --quick      # seconds: L = 64 and 256, one repeat
 
 Mamba-like inputs: b=2, d=64, n=16, B/C shared (b, n, L), D, z, delta_bias with softplus
 (softplus(delta_bias) log-uniform in [1e-3, 1e-1] as Mamba initialises it), A = -[1..n].
 Each (backend, L, pass) runs in a fresh process so its peak resident memory above the
 inputs (ru_maxrss minus the RSS before the call) is its own. Prints a table and writes
-benchmarks/results/scan_cpu.json. CPU times are only meaningful as ratios within one run.
+benchmarks/results/local/scan_cpu.json (untracked) unless --out is given. CPU times are only
+meaningful as ratios within one run.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results" / "scan_cpu.json"
+RESULTS = Path(__file__).resolve().parent / "results" / "local" / "scan_cpu.json"  # untracked
 
 
 def _rss_mb() -> float:
@@ -69,11 +71,14 @@ def measure_one(backend: str, length: int, mode: str, repeats: int) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--lengths", type=int, nargs="+", default=[256, 1024, 4096, 16384])
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--lengths", type=int, nargs="+", default=None, help="default 256 1024 4096 16384")
+    p.add_argument("--repeats", type=int, default=None, help="default 3")
+    p.add_argument("--quick", action="store_true", help="a seconds-long check: L = 64 and 256, one repeat")
     p.add_argument("--out", type=Path, default=RESULTS, help=f"JSON path (default {RESULTS})")
     p.add_argument("--one", nargs=3, metavar=("BACKEND", "L", "PASS"), help=argparse.SUPPRESS)
     args = p.parse_args()
+    args.lengths = args.lengths or ([64, 256] if args.quick else [256, 1024, 4096, 16384])
+    args.repeats = args.repeats or (1 if args.quick else 3)
     if args.one:
         print(json.dumps(measure_one(args.one[0], int(args.one[1]), args.one[2], args.repeats)))
         return

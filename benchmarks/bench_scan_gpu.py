@@ -31,7 +31,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-RESULTS_DIR = REPO / "benchmarks" / "results"
+RESULTS_DIR = REPO / "benchmarks" / "results" / "local"  # untracked; --out FILE to keep a result
 DEV = "cuda"
 
 # (name, b, d, L, n, g, z, dtype, mamba_ssm 2.3.2 fwd ms, bwd ms on H100)

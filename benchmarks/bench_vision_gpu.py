@@ -41,7 +41,7 @@ import torch
 import ssm_apps.vision  # noqa: F401  (registers the models)
 from ssm_apps.kernels.norm import layer_norm_2d
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(__file__).resolve().parent / "results" / "local"  # untracked; --out FILE to keep a result
 OURS = ["vmamba_tiny_s1l8", "vmamba_small_s2l15", "vmamba_base_s2l15",
         "efficientvmamba_tiny", "efficientvmamba_small", "efficientvmamba_base"]
 BASELINES = ["convnext_tiny", "swin_tiny_patch4_window7_224", "resnet50"]

@@ -23,9 +23,10 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from ..training.checks import check_choice, check_int
+from ..training.loaders import stateful_loader
 from .time_features import infer_freq, normalize_freq, time_features
 
-__all__ = ["TimeSeriesDataModule", "WindowDataset", "read_benchmark_csv", "split_borders"]
+__all__ = ["TimeSeriesDataModule", "WindowDataset", "check_finite_windows", "read_benchmark_csv", "split_borders"]
 
 Split = Literal["ett_hour", "ett_minute", "ratio"]
 Item = tuple[Tensor, Tensor, Tensor, Tensor]  # x, x_mark, y, y_mark
@@ -95,12 +96,79 @@ def _parse_numbers(path: Path, name: str, raw: pd.Series) -> np.ndarray:
     return values
 
 
-def read_benchmark_csv(path: str | Path) -> tuple[pd.DatetimeIndex, pd.DataFrame]:
+def _check_order(path: Path, dates: pd.DatetimeIndex, sort: bool) -> np.ndarray | None:
+    """Raises ValueError for repeated timestamps, and for timestamps out of order unless ``sort``;
+    returns the sorting permutation (``None`` when the rows are in order)."""
+    order = None
+    ns = dates.as_unit("ns").asi8
+    if sort and (np.diff(ns) < 0).any():
+        order = np.argsort(ns, kind="stable")
+        ns = ns[order]
+    step = np.diff(ns)
+    rows = order if order is not None else np.arange(len(ns))
+    if (step == 0).any():
+        i = _first_bad(step == 0) + 1
+        raise ValueError(f"{path}: column 'date' repeats the timestamp {dates[rows[i]]} (file lines "
+                         f"{rows[i - 1] + 2} and {rows[i] + 2}); every row needs its own time stamp")
+    if (step < 0).any():
+        i = _first_bad(step < 0) + 1
+        raise ValueError(f"{path}: column 'date' is not increasing: {dates[rows[i]]} (file line {rows[i] + 2}) comes "
+                         f"after {dates[rows[i - 1]]} (line {rows[i - 1] + 2}); sort the file by date or set "
+                         f"sort: true (--data.init_args.sort true)")
+    return order
+
+
+def irregular_gaps(dates: pd.DatetimeIndex) -> tuple[pd.Timedelta, list[tuple[int, pd.Timedelta]]] | None:
+    """The median spacing of increasing ``dates`` and the ``(row, spacing)`` pairs (row = index of the later
+    timestamp) whose spacing is more than 1.5x or less than 1/1.5 of it; ``None`` for fewer than 3 rows."""
+    if len(dates) < 3:
+        return None
+    step = np.diff(dates.as_unit("ns").asi8)
+    median = float(np.median(step))
+    odd = np.flatnonzero((step > 1.5 * median) | (step < median / 1.5))
+    return pd.Timedelta(int(median)), [(int(i) + 1, pd.Timedelta(int(step[i]))) for i in odd]
+
+
+def _report_gaps(path: Path, dates: pd.DatetimeIndex) -> None:
+    found = irregular_gaps(dates)
+    if not found or not found[1]:
+        return
+    median, gaps = found
+    largest = max(gaps, key=lambda g: g[1])
+    examples = ", ".join(f"{dates[r - 1]} -> {dates[r]}" for r, _ in gaps[:3])
+    warnings.warn(f"{path}: {len(gaps)} irregular gap(s) in column 'date' (spacing unlike the median {median}): "
+                  f"{examples}{', ...' if len(gaps) > 3 else ''}; the largest is {largest[1]} before "
+                  f"{dates[largest[0]]}. Windows spanning a gap mix distant times.", UserWarning, stacklevel=3)
+
+
+def check_finite_windows(x: Tensor, first_window: int, what: str = "input") -> None:
+    """Raises ValueError naming the first window of ``x`` (B, L, N) that holds NaN or Inf.
+
+    Args:
+        x: a batch of windows.
+        first_window: the index of ``x[0]`` in its data set.
+        what: the name of the tensor, for the message.
+    """
+    bad = ~torch.isfinite(x).flatten(1).all(dim=1)
+    if bool(bad.any()):
+        i = int(torch.nonzero(bad)[0])
+        step, var = (int(v) for v in torch.nonzero(~torch.isfinite(x[i]))[0])
+        raise ValueError(f"window {first_window + i}: the {what} holds a non-finite value ({float(x[i, step, var])}) "
+                         f"at step {step}, variate {var}; the model would turn the whole forecast into NaN")
+
+
+def read_benchmark_csv(path: str | Path, sort: bool = False) -> tuple[pd.DatetimeIndex, pd.DataFrame]:
     """Reads and checks a benchmark CSV: returns the ``date`` column and the variates (float64).
 
     Raises FileNotFoundError for a missing file and ValueError (naming the file, and the column
     and first bad row where there is one) for: no header, duplicate column names, no ``date``
-    column, no variate column, unparseable timestamps, empty/NaN cells, non-numeric values.
+    column, no variate column, unparseable timestamps, repeated timestamps, timestamps out of
+    order (sorted instead when ``sort``), empty/NaN cells, non-numeric values. Warns about
+    irregular gaps between timestamps (``irregular_gaps``).
+
+    Args:
+        path: the CSV file.
+        sort: sort the rows by date instead of refusing a file whose dates are out of order.
     """
     path = Path(path)
     if not path.is_file():
@@ -133,6 +201,10 @@ def read_benchmark_csv(path: str | Path) -> tuple[pd.DatetimeIndex, pd.DataFrame
     dates = _parse_dates(path, frame["date"])
     variates = [c for c in header if c != "date"]
     data = pd.DataFrame({c: _parse_numbers(path, c, frame[c]) for c in variates}, columns=variates)
+    order = _check_order(path, dates, sort)
+    if order is not None:
+        dates, data = dates[order], data.iloc[order].reset_index(drop=True)
+    _report_gaps(path, dates)
     return dates, data
 
 
@@ -234,7 +306,13 @@ class TimeSeriesDataModule(L.LightningDataModule):
         num_workers: DataLoader worker processes.
         scale: standardise with the training rows' mean and std (ddof=0).
         drop_last_train: drop the last incomplete training batch.
+        sort: sort the rows by date; by default a file whose dates are out of order is refused
+            (repeated dates always are).
     """
+
+    #: ``ssm-apps`` copies these init arguments into the model's (``link_arguments``): written once, in ``data``
+    cli_links = {"lookback": "model.init_args.model.init_args.lookback",
+                 "horizon": "model.init_args.model.init_args.horizon"}
 
     def __init__(
         self,
@@ -248,6 +326,7 @@ class TimeSeriesDataModule(L.LightningDataModule):
         num_workers: int = 0,
         scale: bool = True,
         drop_last_train: bool = True,
+        sort: bool = False,
     ) -> None:
         super().__init__()
         for name, value, low in (("lookback", lookback, 1), ("horizon", horizon, 1),
@@ -263,6 +342,7 @@ class TimeSeriesDataModule(L.LightningDataModule):
         self.target = target
         self.batch_size, self.num_workers = batch_size, num_workers
         self.scale, self.drop_last_train = scale, drop_last_train
+        self.sort = sort
         self._requested_freq = freq
         self._ready = False
 
@@ -280,7 +360,7 @@ class TimeSeriesDataModule(L.LightningDataModule):
                 path = stack.enter_context(resources.as_file(res))
             else:
                 path = Path(self.data_path).expanduser()
-            dates, frame = read_benchmark_csv(path)
+            dates, frame = read_benchmark_csv(path, sort=self.sort)
         if self.target not in frame.columns:
             raise ValueError(f"{path}: target column {self.target!r} not found; the variate columns are "
                              f"{list(frame.columns)}")
@@ -375,9 +455,8 @@ class TimeSeriesDataModule(L.LightningDataModule):
     # ------------------------------------------------------------------------ dataloaders
     def _loader(self, split: str, shuffle: bool, drop_last: bool) -> DataLoader:
         self._check_ready()
-        return DataLoader(self.datasets[split], batch_size=self.batch_size, shuffle=shuffle,
-                          drop_last=drop_last, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0)
+        return stateful_loader(self.datasets[split], batch_size=self.batch_size, shuffle=shuffle,
+                               drop_last=drop_last, num_workers=self.num_workers)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True, drop_last=self.drop_last_train)

@@ -64,20 +64,28 @@ class ForecastWriter(DictPredictionWriter):
 
     def _plot(self, history: np.ndarray, target: np.ndarray, forecast: np.ndarray, cols: list[str],
               variates: list[str], dates: pd.DatetimeIndex, output_dir: Path) -> None:
+        """Dates on the x-axis (the history's extrapolated back from the forecast's spacing), one legend
+        above the panels, clear of the data."""
         w = self.plot_window
         lookback, horizon = history.shape[1], target.shape[1]
-        t_hist, t_fut = np.arange(-lookback, 0), np.arange(horizon)
-        fig, axes = plt.subplots(len(variates), 1, figsize=(10, 2.8 * len(variates)), squeeze=False)
+        step = dates[1] - dates[0] if len(dates) > 1 else pd.Timedelta(1, "h")
+        t_fut = pd.DatetimeIndex(dates)
+        t_hist = t_fut[0] - step * np.arange(lookback, 0, -1)
+        fig, axes = plt.subplots(len(variates), 1, figsize=(11, 2.6 * len(variates) + 0.9), squeeze=False,
+                                 sharex=True)
         for ax, name in zip(axes[:, 0], variates):
             j = cols.index(name)
             ax.plot(t_hist, history[w, :, j], color="0.5", label="history")
             ax.plot(t_fut, target[w, :, j], color="tab:blue", label="ground truth")
             ax.plot(t_fut, forecast[w, :, j], color="tab:orange", label="forecast")
-            ax.axvline(0, color="0.8", lw=1)
+            ax.axvline(t_fut[0], color="0.8", lw=1)
             ax.set_ylabel(name)
-            ax.legend(loc="upper left", fontsize=8)
-        axes[0, 0].set_title(f"Window {w}: forecast from {dates[0]} ({horizon} steps)")
-        axes[-1, 0].set_xlabel("steps from the forecast start")
-        fig.tight_layout()
+            ax.grid(alpha=0.3)
+        handles, labels = axes[0, 0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="upper right", ncol=3, fontsize=9, frameon=False)
+        fig.suptitle(f"Window {w}: forecast from {dates[0]} ({horizon} steps)", x=0.01, ha="left", fontsize=10)
+        axes[-1, 0].set_xlabel("date")
+        fig.autofmt_xdate()
+        fig.tight_layout(rect=(0, 0, 1, 0.95))
         fig.savefig(output_dir / "forecast.png", dpi=100)
         plt.close(fig)

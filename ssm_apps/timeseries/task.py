@@ -10,6 +10,7 @@ from torch import nn
 from torchmetrics import MeanAbsoluteError, MeanSquaredError
 
 from ..training.task import SSMTask, build_module
+from .data import check_finite_windows
 
 __all__ = ["ForecastingTask"]
 
@@ -77,4 +78,6 @@ class ForecastingTask(SSMTask):
 
     def predict_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> dict[str, torch.Tensor]:
         x, x_mark, y, _ = batch
+        loader = self.trainer.predict_dataloaders if self._trainer is not None else None
+        check_finite_windows(x, batch_idx * (getattr(loader, "batch_size", None) or len(x)), "input")
         return {"input": x, "forecast": self(x, x_mark), "target": y}

@@ -49,6 +49,8 @@ from ..training.checks import (
     check_probability,
     check_range_pair,
 )
+from ..training.data_checks import check_image_files
+from ..training.loaders import stateful_loader
 
 __all__ = ["IMG_EXTENSIONS", "ImageClassificationDataModule", "ImageListDataset", "IndexedDataset",
            "read_image_csv", "scan_image_folder"]
@@ -245,6 +247,9 @@ class ImageClassificationDataModule(L.LightningDataModule):
         crop_pct: evaluation centre-crop fraction (resize to ``img_size / crop_pct``, crop ``img_size``).
         mean, std: per-channel normalisation.
         predict_path: folder (recursive) or image file to predict; ``None`` = the test split.
+        verify: before training, open and decode every image file once (progress bar) and report
+            every unreadable one at once, instead of failing mid-epoch at the first.
+        skip_bad_files: verify, and leave unreadable files out (a warning says how many and which).
     """
 
     def __init__(
@@ -273,6 +278,8 @@ class ImageClassificationDataModule(L.LightningDataModule):
         mean: tuple[float, float, float] = IMAGENET_DEFAULT_MEAN,
         std: tuple[float, float, float] = IMAGENET_DEFAULT_STD,
         predict_path: str | None = None,
+        verify: bool = False,
+        skip_bad_files: bool = False,
     ) -> None:
         super().__init__()
         name = type(self).__name__
@@ -312,6 +319,7 @@ class ImageClassificationDataModule(L.LightningDataModule):
         self.eval_batch_size = eval_batch_size or batch_size
         self.drop_last_train = drop_last_train
         self.predict_path = None if predict_path is None else Path(predict_path).expanduser()
+        self.verify, self.skip_bad_files = bool(verify or skip_bad_files), bool(skip_bad_files)
         self.mean, self.std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
         self._given_classes = classes
         self._classes: list[str] | None = None
@@ -339,10 +347,21 @@ class ImageClassificationDataModule(L.LightningDataModule):
             samples = self._index_folder()
         else:
             samples = self._index_csv()
+        if self.verify:
+            samples = self._checked(samples)
         if self.val_fraction > 0:
             samples["train"], samples["val"] = self._holdout(samples["train"])
         self._samples = samples
         return samples
+
+    def _checked(self, samples: dict[str, list]) -> dict[str, list]:
+        """``verify`` / ``skip_bad_files``: every image file read once (see ``training.data_checks``)."""
+        kept = check_image_files(samples, lambda s: None if isinstance(s[0], Image.Image) else s[0],
+                                 skip_bad_files=self.skip_bad_files, owner=type(self).__name__)
+        empty = [split for split, items in kept.items() if samples[split] and not items]
+        if empty:
+            raise ValueError(f"{type(self).__name__}: no readable image left in split(s) {empty}")
+        return kept
 
     def _holdout(self, train: list[tuple[ImageRef, int]]) -> tuple[list, list]:
         from sklearn.model_selection import train_test_split
@@ -465,6 +484,11 @@ class ImageClassificationDataModule(L.LightningDataModule):
                     raise ValueError(f"predict_path {path}: no image files ({', '.join(IMG_EXTENSIONS)})")
             else:
                 raise FileNotFoundError(f"predict_path not found: {path}")
+            if self.verify:
+                files = check_image_files({"predict": files}, lambda f: f, skip_bad_files=self.skip_bad_files,
+                                          owner=type(self).__name__)["predict"]
+                if not files:
+                    raise ValueError(f"predict_path {path}: no readable image files")
             self.predict_names = [str(f.relative_to(path)) if path.is_dir() else f.name for f in files]
             return IndexedDataset(ImageListDataset([(f, UNLABELED) for f in files], self.eval_transform))
         split = "test" if "test" in samples else "val"
@@ -490,9 +514,8 @@ class ImageClassificationDataModule(L.LightningDataModule):
             self.setup({"train": "fit", "val": "validate", "test": "test", "predict": "predict"}[split])
         if split not in self.datasets:
             raise ValueError(f"{type(self).__name__}: no {split!r} split")
-        return DataLoader(self.datasets[split], batch_size=self.batch_size if train else self.eval_batch_size,
-                          shuffle=train, drop_last=train and self.drop_last_train, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0)
+        return stateful_loader(self.datasets[split], batch_size=self.batch_size if train else self.eval_batch_size,
+                               shuffle=train, drop_last=train and self.drop_last_train, num_workers=self.num_workers)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", train=True)

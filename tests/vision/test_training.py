@@ -27,6 +27,7 @@ from ssm_apps.vision.prediction_writer import TopKPredictionWriter
 from ssm_apps.vision.task import ClassificationTask
 from tests.helpers import REPO
 
+BASE_CONFIG = str(REPO / "configs" / "vision" / "_base_digits.yaml")  # data + trainer, composed with a model config
 EVM_CONFIG = str(REPO / "configs" / "vision" / "efficientvmamba_tiny_digits.yaml")
 VM_CONFIG = str(REPO / "configs" / "vision" / "vmamba_reduced_digits.yaml")
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
@@ -63,13 +64,13 @@ def test_digits_fit_test_predict_through_cli(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     run = Path("runs/efficientvmamba_tiny_digits")
     start = time.perf_counter()
-    cli("fit", "--config", EVM_CONFIG, *FAST_EVM)
+    cli("fit", "--config", BASE_CONFIG, "--config", EVM_CONFIG, *FAST_EVM, "--run_dir", str(run))
     best, last = run / "checkpoints" / "best.ckpt", run / "checkpoints" / "last.ckpt"
     assert best.is_file() and last.is_file()
     assert not list((run / "checkpoints").glob("*.tmp"))
     assert torch.load(last, weights_only=False)["epoch"] == 4  # written after every epoch, not only the best
     # val is the test split for the digits: score the end of the schedule, not the checkpoint picked on it
-    tested = cli("test", "--config", EVM_CONFIG, *FAST_EVM, "--ckpt_path", str(last))
+    tested = cli("test", "--config", BASE_CONFIG, "--config", EVM_CONFIG, *FAST_EVM, "--ckpt_path", str(last))
     acc1 = float(tested.trainer.callback_metrics["test_acc1"])
     acc5 = float(tested.trainer.callback_metrics["test_acc5"])
     print(f"CI digits run: test_acc1 {acc1:.4f}, test_acc5 {acc5:.4f}, {time.perf_counter() - start:.0f} s")
@@ -77,7 +78,7 @@ def test_digits_fit_test_predict_through_cli(tmp_path, monkeypatch, capsys):
     assert acc5 >= acc1 and acc5 >= 0.97
 
     capsys.readouterr()
-    cli("predict", "--config", EVM_CONFIG, *FAST_EVM, "--ckpt_path", str(last))
+    cli("predict", "--config", BASE_CONFIG, "--config", EVM_CONFIG, *FAST_EVM, "--ckpt_path", str(last))
     printed = capsys.readouterr().out
     out = run / "predictions" / "predictions.csv"
     rows = list(csv.DictReader(open(out)))
@@ -508,9 +509,9 @@ def test_full_digits_run_reaches_95_percent(config, tmp_path, monkeypatch):
     """The shipped configs as they are (from scratch, CPU): >= 95% top-1 on the 360 test digits."""
     monkeypatch.chdir(tmp_path)
     start = time.perf_counter()
-    cli("fit", "--config", config, *QUIET)
+    cli("fit", "--config", BASE_CONFIG, "--config", config, *QUIET, "--run_dir", str(Path("runs", Path(config).stem)))
     last = Path("runs", Path(config).stem, "checkpoints", "last.ckpt")  # the end of the schedule (val = test)
-    tested = cli("test", "--config", config, *QUIET, "--ckpt_path", str(last))
+    tested = cli("test", "--config", BASE_CONFIG, "--config", config, *QUIET, "--ckpt_path", str(last))
     acc1 = float(tested.trainer.callback_metrics["test_acc1"])
     print(f"{Path(config).name}: test_acc1 {acc1:.4f} in {time.perf_counter() - start:.0f} s")
     assert acc1 >= 0.95
