@@ -8,7 +8,7 @@ import yaml
 
 from .cli import configs_root
 
-__all__ = ["load_demos", "main"]
+__all__ = ["load_demos", "main", "run_demo"]
 
 
 def load_demos() -> dict[str, dict]:
@@ -44,10 +44,19 @@ def main(argv: list[str] | None = None) -> int:
     demo, root = demos[name], configs_root()
     configs = [] if "--config" in overrides else [a for c in demo["configs"] for a in ("--config", str(root / c))]
     quick = [str(a) for a in demo.get("quick", [])] if "--quick" in argv else []
-    return run_demo(configs + quick + overrides)
+    code, _ = run_demo(configs + quick + overrides)
+    return code
 
 
-def run_demo(args: list[str]) -> int:
+def run_demo(args: list[str]) -> tuple[int, dict[str, float]]:
+    """Fit, test the best checkpoint and predict with LightningCLI ``args``.
+
+    Args:
+        args: LightningCLI arguments (``--config`` files and overrides).
+
+    Returns:
+        ``(exit code, test metrics)``; the metrics are empty when an interrupt stopped the fit.
+    """
     from lightning.pytorch.callbacks import BasePredictionWriter
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
@@ -62,7 +71,7 @@ def run_demo(args: list[str]) -> int:
         except SIGTERMException:
             if cli.interrupt is None or cli.interrupt.exit_code is None:
                 raise
-            return cli.interrupt.exit_code
+            return cli.interrupt.exit_code, {}
         ckpt = "best" if trainer.checkpoint_callback and trainer.checkpoint_callback.best_model_path else None
         metrics = trainer.test(model, datamodule=data, ckpt_path=ckpt)[0]
         trainer.predict(model, datamodule=data, ckpt_path=ckpt, return_predictions=False)
@@ -78,4 +87,4 @@ def run_demo(args: list[str]) -> int:
         if out is not None and Path(out).is_dir():
             print(f"  predictions: {out} ({', '.join(sorted(p.name for p in Path(out).iterdir()))})")
     print(f"  wall time: {minutes:.1f} min")
-    return 0
+    return 0, {k: float(v) for k, v in metrics.items()}

@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import pytest
 
-from ssm_apps.cli import demo
+from ssm_apps.demo import run_demo
 from tests.helpers import REPO
 
 
 @pytest.mark.slow
 def test_smamba_etth1_matches_paper(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    metrics = demo(["--config", str(REPO / "configs" / "timeseries" / "smamba_etth1.yaml"),
-                    "--trainer.enable_progress_bar", "false"])
+    code, metrics = run_demo(["--config", str(REPO / "configs" / "timeseries" / "smamba_etth1.yaml"),
+                              "--run_dir", str(tmp_path / "run"), "--trainer.enable_progress_bar", "false"])
+    assert code == 0
     assert metrics["test_mse"] == pytest.approx(0.386, rel=0.05)
     assert metrics["test_mae"] == pytest.approx(0.405, rel=0.05)
