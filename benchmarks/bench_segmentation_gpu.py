@@ -11,7 +11,9 @@ both neighbourhood-attention backends ("torch" gathers, "flex" = compiled flex_a
 * GFLOPs at 512x512 (ADE20K heads, 150 classes) counted as the official ``get_flops.py`` does: fvcore
   multiply-accumulates (``torch.utils.flop_counter`` flops / 2) for convs / matmuls / NA (the gather
   backend's matmuls: k^2 * head_dim per query for q.k and for a.v, as NATTEN's handles), plus
-  9*B*L*D*N + B*D*L per selective scan (D = routes x channels), against the paper (T 6.2, S 25.3 GFLOPs).
+  9*B*L*D*N + B*D*L per selective scan (D = routes x channels) and the SSM projections counted in the
+  official low-rank form (``scan_macs``), against the paper (T 6.2, S 25.3 GFLOPs). fvcore also counts
+  norms / upsampling / pooling, which torch's counter does not (a few percent).
 * Module profile of a SegMAN-S training step (512x512, batch 8): every NA and scan call of one step is
   recorded and replayed alone (forward + backward), its share of the whole step reported (target < 30%).
 
@@ -24,6 +26,7 @@ import argparse
 import contextlib
 import functools
 import json
+import math
 import re
 import sys
 import time
