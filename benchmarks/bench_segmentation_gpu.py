@@ -26,6 +26,7 @@ import argparse
 import contextlib
 import functools
 import json
+import math
 import re
 import sys
 import time
