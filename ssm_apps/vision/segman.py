@@ -112,8 +112,9 @@ class CrossScanSSM(nn.Module):
         dt_weight = torch.bmm(self.dt_projs_weight, self.x_proj_weight[:, :R]).to(x.dtype)  # (K, C, C)
         bc_weight = self.x_proj_weight[:, R:].to(x.dtype)  # (K, 2N, C)
         flat = x.reshape(b, c, h * w)
-        dts = torch.matmul(dt_weight.reshape(K * c, c), flat).view(b, K, c, h, w)
-        bc = torch.matmul(bc_weight.reshape(K * 2 * N, c), flat).view(b, K, 2 * N, h, w)
+        # .to(x.dtype): under autocast the matmuls may return another dtype than x
+        dts = torch.matmul(dt_weight.reshape(K * c, c), flat).view(b, K, c, h, w).to(x.dtype)
+        bc = torch.matmul(bc_weight.reshape(K * 2 * N, c), flat).view(b, K, 2 * N, h, w).to(x.dtype)
         return selective_scan_2d(
             x, dts, -torch.exp(self.A_logs.float()), bc[:, :, :N].contiguous(), bc[:, :, N:].contiguous(),
             D=self.Ds.float(), delta_bias=self.dt_projs_bias.float().reshape(-1), delta_softplus=True,
