@@ -3,7 +3,7 @@
     PYTHONPATH=. python benchmarks/bench_scan_gpu.py [--quick] [--rows NAME ...] [--no-small]
 
 1. Small-shape sweep (compiled kernels, first tile configuration): every feature against the
-   float64 oracle of tests/oracle.py -- B/C shared/grouped/constant, z, D, delta_bias, softplus,
+   float64 oracle of tests/helpers/oracle.py -- B/C shared/grouped/constant, z, D, delta_bias, softplus,
    fp32/bf16, odd L, L = 1, several checkpoint chunks, n from 1 to 256, out_dtype, last-state grad.
 2. For each row: correctness at full size against the torch backend in fp32 compute (inputs
    upcast), then the timed bf16 (or fp32) case also checked against the torch backend; any
@@ -30,7 +30,6 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests"))
 
 RESULTS_DIR = REPO / "benchmarks" / "results"
 DEV = "cuda"
@@ -78,13 +77,13 @@ def make_row_inputs(b, d, L, n, g, use_z, dtype, seed=0, device=None):
     )
 
 
-def run_scan(inp, backend, grad_out=None, grad_last=None, out_dtype=None):
+def run_scan(inp, backend, grad_out=None, grad_last=None, out_dtype=None, triton_options=None):
     from ssm_apps.kernels import selective_scan
 
     leaves = {k: v.detach().clone().requires_grad_() for k, v in inp.items() if v is not None}
     args = {k: leaves.get(k) for k in NAMES}
     out, last = selective_scan(**args, delta_softplus=True, return_last_state=True, backend=backend,
-                               out_dtype=out_dtype)
+                               out_dtype=out_dtype, triton_options=triton_options)
     grads = {}
     if grad_out is not None:
         loss = (out.float() * grad_out.float()).sum()
@@ -114,15 +113,17 @@ def compare(name, got, ref, dtype, scale=(1, 1), report=None):
                        f"|ref| {ref.abs().flatten()[i].item():.3e} (max ratio {worst:.2f}, rel L2 {rel:.2e})")
 
 
-def check_pair(inp, dtype, ref_backend="torch", out_dtype=None, last_grad=False, ref_fn=None, seed=1):
-    """Triton vs a reference (torch backend, or ``ref_fn``) on the same inputs: out, last state, grads."""
+def check_pair(inp, dtype, ref_backend="torch", out_dtype=None, last_grad=False, ref_fn=None, seed=1,
+               triton_options=None):
+    """Triton (run as ``triton_options`` says) vs a reference (torch backend, or ``ref_fn``) on the same
+    inputs: out, last state, grads."""
     dev = inp["u"].device
     b, d, L = inp["u"].shape
     gen = torch.Generator(device=dev).manual_seed(seed)
     out_t = out_dtype or inp["u"].dtype
     grad_out = torch.randn(b, d, L, generator=gen, device=dev).to(out_t)
     grad_last = torch.randn(b, d, inp["A"].shape[1], generator=gen, device=dev) if last_grad else None
-    out, last, grads = run_scan(inp, "triton", grad_out, grad_last, out_dtype)
+    out, last, grads = run_scan(inp, "triton", grad_out, grad_last, out_dtype, triton_options)
     if ref_fn is None:
         r_out, r_last, r_grads = run_scan(inp, ref_backend, grad_out, grad_last, out_dtype)
     else:
@@ -135,8 +136,18 @@ def check_pair(inp, dtype, ref_backend="torch", out_dtype=None, last_grad=False,
     return report
 
 
+def _load_oracle():
+    """tests/helpers/oracle.py loaded by path (it needs only torch; the tests package would need pytest)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_scan_oracle", REPO / "tests" / "helpers" / "oracle.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.selective_scan_oracle
+
+
 def oracle_ref(inp, grad_out, grad_last):
-    from oracle import selective_scan_oracle
+    selective_scan_oracle = _load_oracle()
 
     leaves = {k: v.detach().cpu().double().requires_grad_() for k, v in inp.items() if v is not None}
     out, last = selective_scan_oracle(**{k: leaves.get(k) for k in NAMES}, delta_softplus=True)
@@ -148,30 +159,31 @@ def oracle_ref(inp, grad_out, grad_last):
     return out.detach(), last.detach(), dict(zip(names, gs))
 
 
+# The small-shape sweep: b, d, L, n, (B, C) layouts (s shared, g grouped, c constant), dtype, z, D, bias, extra
+SMALL_SWEEP_CASES = [
+    (2, 8, 37, 8, ("s", "s"), torch.float32, True, True, True, {}),
+    (1, 5, 1, 4, ("s", "s"), torch.float32, False, False, False, {}),
+    (2, 8, 601, 16, ("g", "g"), torch.bfloat16, True, True, True, {}),
+    (2, 8, 300, 16, ("s", "s"), torch.float32, True, True, True, {"last_grad": True}),
+    (2, 6, 19, 3, ("c", "c"), torch.float32, True, False, True, {}),
+    (1, 8, 50, 5, ("c", "g"), torch.float32, False, True, False, {}),
+    (2, 8, 129, 2, ("g", "s"), torch.bfloat16, False, False, False, {}),
+    (2, 12, 263, 1, ("g", "g"), torch.float32, False, True, True, {"groups": 4}),
+    (1, 4, 40, 64, ("s", "s"), torch.float32, True, True, True, {}),
+    (1, 2, 33, 256, ("s", "c"), torch.float32, False, True, True, {}),
+    (2, 8, 77, 16, ("s", "s"), torch.bfloat16, True, True, True, {"out_dtype": torch.float32}),
+    (2, 8, 601, 16, ("s", "s"), torch.float32, True, True, True, {"segments": 1, "last_grad": True}),
+    (1, 4, 1100, 4, ("g", "c"), torch.float32, True, True, True, {"segments": 3, "last_grad": True}),
+    (2, 32, 700, 1, ("g", "g"), torch.bfloat16, False, True, True, {"groups": 4}),
+]
+
+
 def small_sweep(keep_going=False, failures=None) -> list[dict]:
     """Compiled kernels vs the float64 oracle on small shapes covering every feature."""
-    from ssm_apps.kernels import scan_triton
+    from ssm_apps.kernels import TritonScanOptions
 
-    scan_triton.FIRST_CONFIG_ONLY = True
-    cases = [
-        # b, d, L, n, (B, C) layouts, dtype, z, D, bias, extra
-        (2, 8, 37, 8, ("s", "s"), torch.float32, True, True, True, {}),
-        (1, 5, 1, 4, ("s", "s"), torch.float32, False, False, False, {}),
-        (2, 8, 601, 16, ("g", "g"), torch.bfloat16, True, True, True, {}),
-        (2, 8, 300, 16, ("s", "s"), torch.float32, True, True, True, {"last_grad": True}),
-        (2, 6, 19, 3, ("c", "c"), torch.float32, True, False, True, {}),
-        (1, 8, 50, 5, ("c", "g"), torch.float32, False, True, False, {}),
-        (2, 8, 129, 2, ("g", "s"), torch.bfloat16, False, False, False, {}),
-        (2, 12, 263, 1, ("g", "g"), torch.float32, False, True, True, {"groups": 4}),
-        (1, 4, 40, 64, ("s", "s"), torch.float32, True, True, True, {}),
-        (1, 2, 33, 256, ("s", "c"), torch.float32, False, True, True, {}),
-        (2, 8, 77, 16, ("s", "s"), torch.bfloat16, True, True, True, {"out_dtype": torch.float32}),
-        (2, 8, 601, 16, ("s", "s"), torch.float32, True, True, True, {"segments": 1, "last_grad": True}),
-        (1, 4, 1100, 4, ("g", "c"), torch.float32, True, True, True, {"segments": 3, "last_grad": True}),
-        (2, 32, 700, 1, ("g", "g"), torch.bfloat16, False, True, True, {"groups": 4}),
-    ]
     results = []
-    for b, d, L, n, lay, dtype, use_z, use_D, use_bias, extra in cases:
+    for b, d, L, n, lay, dtype, use_z, use_D, use_bias, extra in SMALL_SWEEP_CASES:
         gen = torch.Generator(device=DEV).manual_seed(L * 7 + n)
         rn = lambda *s: torch.randn(*s, generator=gen, device=DEV)  # noqa: E731
         groups = extra.get("groups", 2)
@@ -185,10 +197,11 @@ def small_sweep(keep_going=False, failures=None) -> list[dict]:
         )
         tag = f"b{b} d{d} L{L} n{n} {lay[0]}{lay[1]} {str(dtype)[6:]} z{int(use_z)}D{int(use_D)}bias{int(use_bias)} {extra}"
         t0 = time.time()
-        scan_triton.FORCE_SEGMENTS = extra.get("segments")
+        # first tile configuration only: quick compiled checks
+        options = TritonScanOptions(first_config_only=True, segments=extra.get("segments"))
         try:
             report = check_pair(inp, dtype, ref_fn=oracle_ref, out_dtype=extra.get("out_dtype"),
-                                last_grad=extra.get("last_grad", False))
+                                last_grad=extra.get("last_grad", False), triton_options=options)
         except Mismatch as e:
             if not keep_going:
                 raise Mismatch(f"small case {tag}: {e}") from e
@@ -196,12 +209,9 @@ def small_sweep(keep_going=False, failures=None) -> list[dict]:
             failures.append(f"small {tag}: {e}")
             results.append({"case": tag, "error": str(e)})
             continue
-        finally:
-            scan_triton.FORCE_SEGMENTS = None
         worst = max(v["max_err_over_tol"] for v in report.values())
         print(f"  small ok  {tag:60s} worst err/tol {worst:.3f}  ({time.time() - t0:.1f}s)", flush=True)
         results.append({"case": tag, "worst_err_over_tol": worst})
-    scan_triton.FIRST_CONFIG_ONLY = False
     return results
 
 
@@ -227,8 +237,7 @@ def row_bytes(inp, out_dtype):
 
 def time_backend(inp, backend, do_bench, warmup, rep):
     from ssm_apps.kernels import selective_scan
-
-    from ssm_apps.kernels.scan_triton import selective_scan_triton
+    from ssm_apps.kernels.scan.triton import selective_scan_triton
 
     leaves = {k: v.detach().clone().requires_grad_() for k, v in inp.items() if v is not None}
     args = {k: leaves.get(k) for k in NAMES}
@@ -255,17 +264,17 @@ def time_backend(inp, backend, do_bench, warmup, rep):
 
 def tuning_snapshot():
     """The tile configuration chosen per (kernel, key), and the autotuner's last timings per kernel."""
-    from ssm_apps.kernels import scan_triton
+    from ssm_apps.kernels.scan.triton import autotune
 
     snap = {}
-    for key, launcher in scan_triton._TUNED.items():
-        if key[4]:  # FIRST_CONFIG_ONLY launchers of the small sweep
+    for key, launcher in autotune.tuned_launchers().items():
+        if key.first_config_only:  # launchers of the small sweeps
             continue
         entry = {"chosen": {str(k[:4]): str(c) for k, c in launcher.best.items()}}
         timings = getattr(launcher.tuner, "configs_timings", None)
         if timings:
             entry["last_timings_ms"] = {str(c): (t[0] if isinstance(t, (list, tuple)) else t) for c, t in timings.items()}
-        snap[f"{key[0]}-nb{key[1]}-cap{key[2]}"] = entry
+        snap[f"{key.kind}-nb{key.nb}-cap{key.cap}"] = entry
     return snap
 
 
@@ -321,6 +330,13 @@ FUSED_2D_ROWS = [
 ]
 
 
+# Small fused-scan checks on compiled kernels: b, c, sizes, n, pattern, segments
+FUSED_SMALL_CASES = [
+    (2, 8, (9, 7), 1, "cross4", None), (1, 4, (30, 30), 1, "cross4", None), (2, 6, (7, 9), 4, "omni8", None),
+    (2, 5, (5, 6), 4, "bidi", None), (1, 4, (5, 6, 7), 4, "tri6", None), (1, 4, (20, 30), 4, "cross4", 1),
+]
+
+
 def fused_2d_section(do_bench, warmup: int, rep: int, failures: list) -> dict:
     """Fused cross4 scan vs our own unfused chain (cross_scan -> Triton selective_scan -> cross_merge).
 
@@ -335,10 +351,17 @@ def fused_2d_section(do_bench, warmup: int, rep: int, failures: list) -> dict:
        channel-first (the wrapper then copies it) -- and of the chain with delta/B/C in scan order.
     Any mismatch beyond mamba_ssm's tolerances is recorded in ``failures`` (main raises at the end).
     """
-    from ssm_apps.kernels import cross_merge, cross_merge_3d, cross_scan, cross_scan_3d, scan_triton
-    from ssm_apps.kernels import selective_scan_2d, selective_scan_3d
-    from ssm_apps.kernels.scan_2d import _index_i32, _to_scan_order
-    from ssm_apps.kernels.scan_triton import selective_scan_triton
+    from ssm_apps.kernels import (
+        cross_merge,
+        cross_merge_3d,
+        cross_scan,
+        cross_scan_3d,
+        selective_scan_2d,
+        selective_scan_3d,
+    )
+    from ssm_apps.kernels.fused.api import _index_i32, _to_scan_order
+    from ssm_apps.kernels import TritonScanOptions
+    from ssm_apps.kernels.scan.triton import selective_scan_triton
 
     out = {"rows": [], "small": []}
     names = ("x", "delta", "A", "B", "C", "D", "delta_bias")
@@ -363,9 +386,9 @@ def fused_2d_section(do_bench, warmup: int, rep: int, failures: list) -> dict:
                                    D, None, delta_bias, True).view(b, k, c, L)
         return cross_merge_3d(ys, pattern, tuple(sizes)) if len(sizes) == 3 else cross_merge(ys, pattern, tuple(sizes))
 
-    def fused(pattern, **kw):
+    def fused(pattern, options=None, **kw):
         fn = selective_scan_3d if pattern == "tri6" else selective_scan_2d
-        return fn(**kw, delta_softplus=True, pattern=pattern, backend="triton")
+        return fn(**kw, delta_softplus=True, pattern=pattern, backend="triton", triton_options=options)
 
     def outputs_and_grads(fn, inp, grad_out):
         leaves = {k: v.detach().clone().requires_grad_() for k, v in inp.items()}
@@ -373,10 +396,10 @@ def fused_2d_section(do_bench, warmup: int, rep: int, failures: list) -> dict:
         gs = torch.autograd.grad((o.float() * grad_out.float()).sum(), list(leaves.values()))
         return o.detach(), dict(zip(leaves, gs))
 
-    def check(tag, inp, pattern, ref_fn, dtype):
+    def check(tag, inp, pattern, ref_fn, dtype, options=None):
         gen = torch.Generator(device=DEV).manual_seed(11)
         grad_out = torch.randn(inp["x"].shape, generator=gen, device=DEV).to(inp["x"].dtype)
-        o, g = outputs_and_grads(lambda **kw: fused(pattern, **kw), inp, grad_out)
+        o, g = outputs_and_grads(lambda **kw: fused(pattern, options, **kw), inp, grad_out)
         ro, rg = outputs_and_grads(ref_fn, inp, grad_out)
         report = {}
         try:
@@ -392,21 +415,15 @@ def fused_2d_section(do_bench, warmup: int, rep: int, failures: list) -> dict:
         return report
 
     # 1) small shapes, compiled, both merge schemes, vs the torch-backend chain in fp32
-    scan_triton.FIRST_CONFIG_ONLY = True
-    small = [  # b, c, sizes, n, pattern, segments
-        (2, 8, (9, 7), 1, "cross4", None), (1, 4, (30, 30), 1, "cross4", None), (2, 6, (7, 9), 4, "omni8", None),
-        (2, 5, (5, 6), 4, "bidi", None), (1, 4, (5, 6, 7), 4, "tri6", None), (1, 4, (20, 30), 4, "cross4", 1),
-    ]
-    for b, c, sizes, n, pattern, seg in small:
+    for b, c, sizes, n, pattern, seg in FUSED_SMALL_CASES:
         k = {"cross4": 4, "bidi": 2, "omni8": 8, "tri6": 6}[pattern]
         inp = inputs(b, c, sizes, n, k, torch.float32, seed=b * 100 + c + n)
         torch_chain = (selective_scan_3d if pattern == "tri6" else selective_scan_2d)
         ref = lambda **kw: torch_chain(**kw, delta_softplus=True, pattern=pattern, backend="torch")  # noqa: E731
         for atomic in (True, False):
-            scan_triton.FUSED_ATOMIC, scan_triton.FORCE_SEGMENTS = atomic, seg
+            options = TritonScanOptions(first_config_only=True, segments=seg, fused_atomic=atomic)
             tag = f"{pattern} b{b} c{c} {sizes} n{n} seg {seg} {'atomic' if atomic else 'route-buffer'}"
-            out["small"].append({"case": tag, "check": check(tag, inp, pattern, ref, torch.float32)})
-    scan_triton.FIRST_CONFIG_ONLY, scan_triton.FORCE_SEGMENTS, scan_triton.FUSED_ATOMIC = False, None, True
+            out["small"].append({"case": tag, "check": check(tag, inp, pattern, ref, torch.float32, options)})
 
     # 2) VMamba-T stage 1
     for name, b, c, H, W, n, off_f, off_fb in FUSED_2D_ROWS:
@@ -435,11 +452,10 @@ def fused_2d_section(do_bench, warmup: int, rep: int, failures: list) -> dict:
 
         leaves = {kk: v.detach().clone().requires_grad_() for kk, v in inp.items()}
         for atomic in (True, False):
-            scan_triton.FUSED_ATOMIC = atomic
-            f_ms, fb_ms = timed(lambda: fused("cross4", **leaves), list(leaves.values()))
+            options = TritonScanOptions(fused_atomic=atomic)
+            f_ms, fb_ms = timed(lambda: fused("cross4", options, **leaves), list(leaves.values()))
             key = "fused_atomic" if atomic else "fused_route_buffer"
             row[f"{key}_fwd_ms"], row[f"{key}_fwdbwd_ms"] = f_ms, fb_ms
-        scan_triton.FUSED_ATOMIC = True
         cf = dict(leaves, delta=delta_cf.detach().clone().requires_grad_())  # + the wrapper's layout copy
         row["fused_atomic_channel_first_delta_fwd_ms"], row["fused_atomic_channel_first_delta_fwdbwd_ms"] = timed(
             lambda: fused("cross4", **cf), list(cf.values()))
@@ -489,7 +505,7 @@ def patterns_section(do_bench, warmup: int, rep: int, failures: list) -> dict:
     ``do_bench``) on both backends, with the bandwidth the minimal traffic implies (read the input
     once, write the output once). A few seconds.
     """
-    from ssm_apps.kernels.scan_patterns import cross_merge, cross_scan
+    from ssm_apps.kernels import cross_merge, cross_scan
 
     b, c, H, W, pattern, dtype = 64, 96, 56, 56, "cross4", torch.bfloat16
     gen = torch.Generator(device=DEV).manual_seed(0)

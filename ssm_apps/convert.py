@@ -37,6 +37,7 @@ from torch import nn
 __all__ = [
     "ConversionError",
     "ConvertedStateDict",
+    "IDENTITY_RULES",
     "Rule",
     "apply_rules",
     "convert_checkpoint",
@@ -48,6 +49,7 @@ Replacement = str | Callable[[re.Match], str | None] | None
 Rule = tuple[str, Replacement]
 
 CHECKPOINT_KEYS = ("state_dict_ema", "model_ema", "state_dict", "model")
+IDENTITY_RULES: tuple[Rule, ...] = ((r"", ""),)  # keys already equal to the model's: keep every key
 
 
 class ConversionError(ValueError):
@@ -214,7 +216,8 @@ def finish_conversion(
         else:
             missing.append(k)
     if missing:
-        problems.append(f"model keys missing from the checkpoint: {missing[:20]}" + (" ..." if len(missing) > 20 else ""))
+        more = " ..." if len(missing) > 20 else ""
+        problems.append(f"model keys missing from the checkpoint: {missing[:20]}{more}")
     if problems:
         raise ConversionError(f"{family} checkpoint does not fit the model: " + "; ".join(problems))
     return ConvertedStateDict(out, ignored=ignored, filled=filled, dropped=dropped)

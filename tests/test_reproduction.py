@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers import REPO
 from ssm_apps.cli import demo
+from tests.helpers import REPO
 
 
 @pytest.mark.slow

@@ -1,6 +1,9 @@
-"""nn.Modules built on ``ssm_apps.kernels``: Mamba, bidirectional Mamba, and the 2D SS2D / ES2D blocks."""
+"""nn.Modules built on ``ssm_apps.kernels``: Mamba, bidirectional Mamba, the multi-route SS2D / ES2D /
+SS3D blocks and the channel-first norms they use."""
 from .bimamba import BiMamba
+from .create_act import get_act_layer
 from .mamba import Mamba
-from .ss2d import ES2D, SS2D
+from .norm import LayerNorm2d, Linear2d
+from .ss2d import ES2D, SS2D, SS3D
 
-__all__ = ["BiMamba", "ES2D", "Mamba", "SS2D"]
+__all__ = ["BiMamba", "ES2D", "LayerNorm2d", "Linear2d", "Mamba", "SS2D", "SS3D", "get_act_layer"]

@@ -8,11 +8,13 @@ loads unchanged.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn
 
+from ..convert import IDENTITY_RULES, convert_checkpoint
 from .ssm_branch import SSMParams, build_ssm_params, resolve_dt_rank, ssm_forward
 
 # mamba_ssm constructor arguments with no effect on the maths.
@@ -66,10 +68,13 @@ class Mamba(nn.Module):
         return self.out_proj(ssm_forward(x, z, p, self.scan_backend).transpose(1, 2))
 
     @classmethod
-    def from_official(cls, official_kwargs: Mapping[str, Any], official_state_dict: Mapping[str, torch.Tensor]) -> "Mamba":
-        """Build from mamba_ssm ``Mamba(**official_kwargs)`` arguments and load its state_dict (strict:
-        the keys are the same). Ignored official kwargs: use_fast_path, layer_idx, device, dtype."""
+    def from_official(cls, official_kwargs: Mapping[str, Any],
+                      official_state_dict: Mapping[str, torch.Tensor]) -> Mamba:
+        """Build from mamba_ssm ``Mamba(**official_kwargs)`` arguments and load its state_dict through
+        ``ssm_apps.convert.convert_checkpoint`` (the keys are the same: every key kept; any missing,
+        extra or mis-shaped key raises ``ConversionError``). Ignored official kwargs: use_fast_path,
+        layer_idx, device, dtype."""
         kwargs = {k: v for k, v in official_kwargs.items() if k not in OFFICIAL_IGNORED_KWARGS}
         model = cls(**kwargs)
-        model.load_state_dict(dict(official_state_dict), strict=True)
+        model.load_state_dict(convert_checkpoint(official_state_dict, model, IDENTITY_RULES, "Mamba"), strict=True)
         return model

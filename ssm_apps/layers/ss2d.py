@@ -1,8 +1,9 @@
-"""2-D selective-scan blocks: VMamba's ``SS2D`` and EfficientVMamba's ``ES2D``.
+"""Multi-route selective-scan blocks: VMamba's ``SS2D``, EfficientVMamba's ``ES2D`` and the 3-D ``SS3D``.
 
-Both run one selective scan over K = 4 routes through the feature map
-(``ssm_apps.kernels.scan_patterns``), each route with its own x/dt projections,
-A, D and dt bias, then sum the routes back onto the map:
+All run one selective scan over the K routes of a scan pattern through the feature map or volume
+(``ssm_apps.kernels``: K = ``PATTERNS_2D[pattern]`` for ``spatial_dims=2``, ``PATTERNS_3D[pattern]``
+for ``spatial_dims=3``, as MONAI's blocks take ``spatial_dims``), each route with its own x/dt
+projections, A, D and dt bias, then sum the routes back onto the map:
 
     x -> in_proj -> [x, z] -> depthwise conv -> act -> scan K routes -> merge
       -> out_norm -> (* act(z) when gated) -> out_proj
@@ -18,73 +19,47 @@ Forward types (the ones VMamba's released models use):
   d_state 16, ssm_ratio 2, conv with bias.
 
 ``ES2D`` is the ``v0`` form over EfficientVMamba's atrous (step-2, four dilated
-sub-grids) routes; its sequences are L/4 long.
+sub-grids) routes; its sequences are L/4 long. ``SS3D`` is ``SS2D`` with ``spatial_dims=3`` over
+(B, C, D, H, W) volumes (channel-last (B, D, H, W, C) for ``"v0"``), default pattern ``"tri6"``.
 
 Parameters keep the official names and shapes (``in_proj, conv2d, x_proj_weight (K, R+2N, D),
 dt_projs_weight (K, D, R), dt_projs_bias (K, D), A_logs (K*D, N), Ds (K*D), out_norm, out_proj``),
-so the official block's state_dict loads unchanged.
+so the official block's state_dict loads unchanged (``conv2d`` holds the depthwise
+``nn.Conv3d`` when ``spatial_dims=3``).
 """
 from __future__ import annotations
 
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from ..kernels import selective_scan, selective_scan_2d
-from ..kernels.scan_2d import FUSED_PATTERNS_2D
-from .ssm_branch import init_dt_
-from ..kernels.scan_patterns import cross_merge, cross_scan
-from .ssm_branch import resolve_dt_rank
+from ..kernels import (
+    FUSED_PATTERNS_2D,
+    FUSED_PATTERNS_3D,
+    PATTERNS_2D,
+    PATTERNS_3D,
+    cross_merge,
+    cross_merge_3d,
+    cross_scan,
+    cross_scan_3d,
+    selective_scan,
+    selective_scan_2d,
+    selective_scan_3d,
+)
+from .create_act import get_act_layer
+from .norm import LayerNorm2d, Linear2d
+from .ssm_branch import init_dt_, resolve_dt_rank
+
+__all__ = ["ES2D", "SS2D", "SS3D", "init_dt_A_D"]
 
 FORWARD_TYPES = ("v05_noz", "v0")
-NUM_ROUTES = 4
-
-_ACTIVATIONS = {"silu": nn.SiLU, "gelu": nn.GELU, "relu": nn.ReLU, "sigmoid": nn.Sigmoid}
-
-
-def get_act_layer(act: str | type[nn.Module]) -> type[nn.Module]:
-    """'silu' / 'gelu' / 'relu' / 'sigmoid' (VMamba's names) or an nn.Module class."""
-    if isinstance(act, str):
-        if act.lower() not in _ACTIVATIONS:
-            raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}; got {act!r}")
-        return _ACTIVATIONS[act.lower()]
-    return act
-
-
-class Linear2d(nn.Linear):
-    """nn.Linear over the channels of a (B, C, H, W) map: a 1x1 conv keeping the Linear's 2-D weight."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(x, self.weight[:, :, None, None], self.bias)
-
-
-class LayerNorm2d(nn.LayerNorm):
-    """LayerNorm over the channels of a (B, C, H, W) map (works for contiguous and channels_last maps).
-
-    Under autocast the norm runs in the autocast dtype (statistics still accumulated in float32
-    by the kernel) instead of autocast's float32 round trip, as timm's "fast norm" does: in a
-    VMamba-T bf16 training step on an H100 the float32 casts and norm kernels were a quarter of
-    the GPU time. Without autocast (e.g. fp32 evaluation) it is exactly ``F.layer_norm``.
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.permute(0, 2, 3, 1)
-        device = x.device.type
-        if torch.is_autocast_enabled(device):
-            dtype = torch.get_autocast_dtype(device)
-            weight = None if self.weight is None else self.weight.to(dtype)
-            bias = None if self.bias is None else self.bias.to(dtype)
-            with torch.autocast(device, enabled=False):
-                x = F.layer_norm(x.to(dtype), self.normalized_shape, weight, bias, self.eps)
-        else:
-            x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
-        return x.permute(0, 3, 1, 2)
+PATTERNS = {2: PATTERNS_2D, 3: PATTERNS_3D}
+FUSED_PATTERNS = {2: FUSED_PATTERNS_2D, 3: FUSED_PATTERNS_3D}
 
 
 def init_dt_A_D(
-    module: "SS2D",
+    module: SS2D,
     dt_min: float = 0.001,
     dt_max: float = 0.1,
     dt_init: str = "random",
@@ -105,7 +80,7 @@ def init_dt_A_D(
 
 
 class SS2D(nn.Module):
-    """VMamba's 2-D selective scan block.
+    """VMamba's multi-route selective scan block (2-D maps, or 3-D volumes with ``spatial_dims=3``).
 
     Args:
         d_model: channels in and out.
@@ -116,9 +91,16 @@ class SS2D(nn.Module):
         conv_bias: bias of the depthwise conv.
         act_layer: activation after the conv (and of the gate for "v0"); VMamba's "v0" uses SiLU.
         forward_type: "v05_noz" (channel-first, no gate) or "v0" (channel-last, SiLU(z) gate).
-        scan_pattern: "cross4" (VMamba) or "atrous" (EfficientVMamba), see ``kernels.scan_patterns``.
+        scan_pattern: a pattern of ``kernels.PATTERNS_2D`` ("cross4" (VMamba), "atrous"
+            (EfficientVMamba), "bidi", "omni8") or, for ``spatial_dims=3``, ``PATTERNS_3D`` ("tri6").
         dropout: dropout after out_proj.
+        dt_min, dt_max, dt_init, dt_scale, dt_init_floor: dt initialisation (see ``init_dt_A_D``).
         scan_backend: selective-scan backend (None = best available).
+        spatial_dims: 2 (maps) or 3 (volumes).
+
+    Raises:
+        ValueError: an unknown ``forward_type``, ``spatial_dims`` or ``scan_pattern`` (checked here,
+            not at the first forward).
     """
 
     def __init__(
@@ -139,28 +121,38 @@ class SS2D(nn.Module):
         dt_scale: float = 1.0,
         dt_init_floor: float = 1e-4,
         scan_backend: str | None = None,
+        spatial_dims: int = 2,
     ) -> None:
         super().__init__()
+        name = type(self).__name__
         if forward_type not in FORWARD_TYPES:
-            raise ValueError(f"SS2D: argument 'forward_type' must be one of {FORWARD_TYPES}; got {forward_type!r}")
+            raise ValueError(f"{name}: argument 'forward_type' must be one of {FORWARD_TYPES}; got {forward_type!r}")
+        if spatial_dims not in PATTERNS:
+            raise ValueError(f"{name}: argument 'spatial_dims' must be 2 or 3; got {spatial_dims!r}")
+        if scan_pattern not in PATTERNS[spatial_dims]:
+            raise ValueError(f"{name}: argument 'scan_pattern' must be one of {tuple(PATTERNS[spatial_dims])} for "
+                             f"spatial_dims={spatial_dims}; got {scan_pattern!r}")
         d_inner = int(ssm_ratio * d_model)
         if d_inner < 1 or d_state < 1:
-            raise ValueError(f"SS2D: need ssm_ratio * d_model >= 1 and d_state >= 1; got {ssm_ratio}, {d_state}")
+            raise ValueError(f"{name}: need ssm_ratio * d_model >= 1 and d_state >= 1; got {ssm_ratio}, {d_state}")
         self.d_model, self.d_inner, self.d_state = d_model, d_inner, int(d_state)
         self.dt_rank = resolve_dt_rank(d_model, dt_rank)
         self.forward_type, self.scan_pattern, self.scan_backend = forward_type, scan_pattern, scan_backend
+        self.spatial_dims, self.num_routes = spatial_dims, PATTERNS[spatial_dims][scan_pattern]
+        self.fused = scan_pattern in FUSED_PATTERNS[spatial_dims]
         self.channel_first = forward_type == "v05_noz"
         self.gated = forward_type == "v0"
         Linear = Linear2d if self.channel_first else nn.Linear
+        Conv = nn.Conv2d if spatial_dims == 2 else nn.Conv3d
 
         self.in_proj = Linear(d_model, d_inner * (2 if self.gated else 1), bias=False)
         self.act = get_act_layer(act_layer)()
         self.conv2d = (
-            nn.Conv2d(d_inner, d_inner, d_conv, padding=(d_conv - 1) // 2, groups=d_inner, bias=conv_bias)
+            Conv(d_inner, d_inner, d_conv, padding=(d_conv - 1) // 2, groups=d_inner, bias=conv_bias)
             if d_conv > 1
             else nn.Identity()
         )
-        K, R, N = NUM_ROUTES, self.dt_rank, self.d_state
+        K, R, N = self.num_routes, self.dt_rank, self.d_state
         self.x_proj_weight = nn.Parameter(torch.empty(K, R + 2 * N, d_inner))
         self.dt_projs_weight = nn.Parameter(torch.empty(K, d_inner, R))
         self.dt_projs_bias = nn.Parameter(torch.empty(K, d_inner))
@@ -174,68 +166,71 @@ class SS2D(nn.Module):
         init_dt_A_D(self, dt_min, dt_max, dt_init, dt_scale, dt_init_floor)
 
     def scan(self, x: torch.Tensor) -> torch.Tensor:
-        """The K-route selective scan: (B, d_inner, H, W) -> (B, d_inner, H, W), routes summed.
+        """The K-route selective scan: (B, d_inner, *spatial) -> (B, d_inner, *spatial), routes summed.
 
         The per-route projections are two plain matmuls over the channels: dt through the product
         of dt_proj and the dt rows of x_proj (a (K, D, D) matrix; the low-rank pair, batched GEMMs
         of inner size dt_rank, is slower on a GPU), and B, C through the remaining x_proj rows.
-        Fused patterns ("cross4"): the projections are computed per pixel, in spatial order
-        (B, K, ., H, W) -- the same numbers as projecting the scanned copies -- and
-        ``selective_scan_2d`` reads every route straight from x. "atrous" runs the unfused chain
-        cross_scan -> projections -> selective_scan -> cross_merge.
+        Fused patterns ("cross4", "bidi", "omni8", "tri6"): the projections are computed per pixel,
+        in spatial order (B, K, ., *spatial) -- the same numbers as projecting the scanned copies --
+        and ``selective_scan_2d`` / ``_3d`` read every route straight from x. "atrous" runs the
+        unfused chain cross_scan -> projections -> selective_scan -> cross_merge.
         """
-        batch, dim, height, width = x.shape
-        K, R, N = NUM_ROUTES, self.dt_rank, self.d_state
+        batch, dim, *sizes = x.shape
+        nd = len(sizes)
+        K, R, N = self.num_routes, self.dt_rank, self.d_state
         dt_weight = torch.bmm(self.dt_projs_weight, self.x_proj_weight[:, :R]).to(x.dtype)  # (K, D, D)
         bc_weight = self.x_proj_weight[:, R:].to(x.dtype)  # (K, 2N, D): B rows, then C rows
-        if self.scan_pattern in FUSED_PATTERNS_2D:
-            x_flat = x.reshape(batch, dim, height * width)
-            # dt as (B, HW, K*D) memory: the fused kernels read consecutive channels of a pixel
+        A, D, delta_bias = -torch.exp(self.A_logs.float()), self.Ds.float(), self.dt_projs_bias.float().reshape(-1)
+        if self.fused:
+            x_flat = x.reshape(batch, dim, -1)
+            # dt as (B, pixels, K*D) memory: the fused kernels read consecutive channels of a pixel
             # (no layout copy); the same GEMM as W @ x with transposed operands
             dts = torch.matmul(x_flat.transpose(1, 2), dt_weight.reshape(K * dim, dim).t())
-            dts = dts.view(batch, height, width, K, dim).permute(0, 3, 4, 1, 2)  # (B, K, D, H, W)
-            bc = torch.matmul(bc_weight.reshape(K * 2 * N, dim), x_flat).view(batch, K, 2 * N, height, width)
-            return selective_scan_2d(
-                x, dts, -torch.exp(self.A_logs.float()),
-                bc[:, :, :N], bc[:, :, N:],  # B, C: (B, K, N, H, W) per pixel
-                D=self.Ds.float(),
-                delta_bias=self.dt_projs_bias.float().reshape(-1),
-                delta_softplus=True,
-                pattern=self.scan_pattern,
+            dts = dts.view(batch, *sizes, K, dim).permute(0, nd + 1, nd + 2, *range(1, nd + 1))  # (B, K, D, *sp)
+            bc = torch.matmul(bc_weight.reshape(K * 2 * N, dim), x_flat).view(batch, K, 2 * N, *sizes)
+            fused = selective_scan_2d if nd == 2 else selective_scan_3d
+            return fused(
+                x, dts, A,
+                bc[:, :, :N], bc[:, :, N:],  # B, C: (B, K, N, *spatial) per pixel
+                D=D, delta_bias=delta_bias, delta_softplus=True, pattern=self.scan_pattern,
                 backend=self.scan_backend,
             )
-        xs = cross_scan(x, self.scan_pattern)  # (B, K, D, L)
+        xs = (cross_scan if nd == 2 else cross_scan_3d)(x, self.scan_pattern)  # (B, K, D, L)
         length = xs.shape[-1]
         dts = torch.matmul(dt_weight, xs)  # (B, K, D, L)
         bc = torch.matmul(bc_weight, xs)  # (B, K, 2N, L)
         ys = selective_scan(
             xs.reshape(batch, K * dim, length),
             dts.reshape(batch, K * dim, length),
-            -torch.exp(self.A_logs.float()),
+            A,
             bc[:, :, :N].contiguous(),  # (B, K, N, L): route k's channels read group k
             bc[:, :, N:].contiguous(),
-            D=self.Ds.float(),
-            delta_bias=self.dt_projs_bias.float().reshape(-1),
-            delta_softplus=True,
-            backend=self.scan_backend,
+            D=D, delta_bias=delta_bias, delta_softplus=True, backend=self.scan_backend,
         )
-        return cross_merge(ys.view(batch, K, dim, length), self.scan_pattern, (height, width))
+        merge = cross_merge if nd == 2 else cross_merge_3d
+        return merge(ys.view(batch, K, dim, length), self.scan_pattern, tuple(sizes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """"v05_noz": (B, C, H, W) -> (B, C, H, W); "v0": (B, H, W, C) -> (B, H, W, C)."""
+        """"v05_noz": (B, C, *spatial) -> (B, C, *spatial); "v0": (B, *spatial, C) -> (B, *spatial, C)."""
+        if x.dim() != self.spatial_dims + 2:
+            layout = "(B, C, *spatial)" if self.channel_first else "(B, *spatial, C)"
+            raise ValueError(f"{type(self).__name__}: input must be {layout} with {self.spatial_dims} spatial "
+                             f"dims; got {tuple(x.shape)}")
         if self.channel_first:
             x = self.act(self.conv2d(self.in_proj(x)))
             y = self.out_norm(self.scan(x))
             return self.dropout(self.out_proj(y))
         x, z = self.in_proj(x).chunk(2, dim=-1)
-        x = self.act(self.conv2d(x.permute(0, 3, 1, 2)))
-        y = self.out_norm(self.scan(x).permute(0, 2, 3, 1))
+        x = self.act(self.conv2d(x.movedim(-1, 1)))
+        y = self.out_norm(self.scan(x).movedim(1, -1))
         return self.dropout(self.out_proj(y * self.act(z)))
 
     def extra_repr(self) -> str:
         return (
             f"d_model={self.d_model}, d_inner={self.d_inner}, d_state={self.d_state}, dt_rank={self.dt_rank}, "
-            f"forward_type={self.forward_type!r}, scan_pattern={self.scan_pattern!r}"
+            f"forward_type={self.forward_type!r}, scan_pattern={self.scan_pattern!r}, "
+            f"spatial_dims={self.spatial_dims}"
         )
 
 
@@ -261,3 +256,11 @@ class ES2D(SS2D):
             d_model, d_state, ssm_ratio, dt_rank, d_conv, conv_bias, act_layer,
             forward_type="v0", scan_pattern="atrous", dropout=dropout, scan_backend=scan_backend, **init_kwargs,
         )
+
+
+class SS3D(SS2D):
+    """``SS2D`` over volumes: ``spatial_dims=3`` and the "tri6" pattern by default.
+    "v05_noz": (B, C, D, H, W) in and out; "v0": (B, D, H, W, C). Arguments as ``SS2D``."""
+
+    def __init__(self, d_model: int, scan_pattern: str = "tri6", **kwargs: object) -> None:
+        super().__init__(d_model, scan_pattern=scan_pattern, spatial_dims=3, **kwargs)

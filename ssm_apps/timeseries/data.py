@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from ..training.checks import check_choice, check_int
 from .time_features import infer_freq, normalize_freq, time_features
 
 __all__ = ["TimeSeriesDataModule", "WindowDataset", "read_benchmark_csv", "split_borders"]
@@ -251,10 +252,8 @@ class TimeSeriesDataModule(L.LightningDataModule):
         super().__init__()
         for name, value, low in (("lookback", lookback, 1), ("horizon", horizon, 1),
                                  ("batch_size", batch_size, 1), ("num_workers", num_workers, 0)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"TimeSeriesDataModule: {name!r} must be an integer >= {low}; got {value!r}")
-        if split not in ("ett_hour", "ett_minute", "ratio"):
-            raise ValueError(f"TimeSeriesDataModule: unknown split {split!r}; choose 'ett_hour', 'ett_minute' or 'ratio'")
+            check_int("TimeSeriesDataModule", name, value, low)
+        check_choice("TimeSeriesDataModule", "split", split, ("ett_hour", "ett_minute", "ratio"))
         if freq is not None:
             normalize_freq(freq)  # fail early on an unsupported frequency
         self.save_hyperparameters()

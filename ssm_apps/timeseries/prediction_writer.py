@@ -1,8 +1,9 @@
 """Writes ``predict`` results: a CSV of forecasts and targets in the data's units, and a PNG plot."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Literal
 
 import lightning as L
 import matplotlib
@@ -12,50 +13,57 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
-from lightning.pytorch.callbacks import BasePredictionWriter  # noqa: E402
+
+from ..training.prediction import DictPredictionWriter  # noqa: E402
+
+__all__ = ["ForecastWriter"]
 
 
-class ForecastWriter(BasePredictionWriter):
+class ForecastWriter(DictPredictionWriter):
     """After ``predict``: ``<output_dir>/forecasts.csv`` (one row per window and horizon step:
     window, date, then ``<variate>`` forecast and ``<variate>_true`` per variate, in the CSV's
     units) and ``<output_dir>/forecast.png`` (history, ground truth and forecast of ``variates``
     for window ``plot_window``). Needs a datamodule with ``columns``, ``inverse_transform`` and
-    ``window_dates``. Written by global rank 0 from its own predictions.
+    ``window_dates``. Several predict dataloaders and several devices are handled by
+    ``ssm_apps.training.prediction.DictPredictionWriter``.
+
+    Args:
+        output_dir: folder of the CSV and the plot.
+        variates: columns to plot (default: the last column).
+        plot_window: the window plotted.
+        mode: "gather" (global rank 0 writes everything) or "shard" (one folder per rank).
     """
 
     def __init__(self, output_dir: str = "predictions", variates: Sequence[str] | None = None,
-                 plot_window: int = 0) -> None:
-        super().__init__(write_interval="epoch")
-        self.output_dir = Path(output_dir)
+                 plot_window: int = 0, mode: Literal["gather", "shard"] = "gather") -> None:
+        super().__init__(output_dir, mode)
         self.variates = list(variates) if variates else None
         self.plot_window = plot_window
 
-    def write_on_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule,
-                           predictions: Sequence[Any], batch_indices: Sequence[Any]) -> None:
-        if not trainer.is_global_zero:
-            return
+    def write(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: dict[str, torch.Tensor],
+              names: list[str], output_dir: Path) -> None:
         dm = trainer.datamodule
         cols = list(dm.columns)
         variates = self.variates or cols[-1:]
         unknown = [v for v in variates if v not in cols]
         if unknown:
             raise ValueError(f"ForecastWriter: 'variates' {unknown} are not columns of the data; columns are {cols}")
-        cat = {k: torch.cat([p[k] for p in predictions]).float().cpu().numpy() for k in predictions[0]}
+        cat = {k: v.float().numpy() for k, v in outputs.items()}
         forecast, target, history = (dm.inverse_transform(cat[k]) for k in ("forecast", "target", "input"))
         if not 0 <= self.plot_window < len(forecast):
             raise ValueError(f"ForecastWriter: 'plot_window' must be in [0, {len(forecast)}); got {self.plot_window}")
-        self.output_dir.mkdir(parents=True, exist_ok=True)
         n_win, horizon, _ = forecast.shape
         frame = {"window": np.repeat(np.arange(n_win), horizon),
                  "date": np.concatenate([np.asarray(dm.window_dates("predict", i)) for i in range(n_win)])}
         for j, name in enumerate(cols):
             frame[name] = forecast[:, :, j].reshape(-1)
             frame[f"{name}_true"] = target[:, :, j].reshape(-1)
-        pd.DataFrame(frame).to_csv(self.output_dir / "forecasts.csv", index=False)
-        self._plot(history, target, forecast, cols, variates, dm.window_dates("predict", self.plot_window))
+        pd.DataFrame(frame).to_csv(output_dir / "forecasts.csv", index=False)
+        self._plot(history, target, forecast, cols, variates, dm.window_dates("predict", self.plot_window),
+                   output_dir)
 
     def _plot(self, history: np.ndarray, target: np.ndarray, forecast: np.ndarray, cols: list[str],
-              variates: list[str], dates: pd.DatetimeIndex) -> None:
+              variates: list[str], dates: pd.DatetimeIndex, output_dir: Path) -> None:
         w = self.plot_window
         lookback, horizon = history.shape[1], target.shape[1]
         t_hist, t_fut = np.arange(-lookback, 0), np.arange(horizon)
@@ -71,5 +79,5 @@ class ForecastWriter(BasePredictionWriter):
         axes[0, 0].set_title(f"Window {w}: forecast from {dates[0]} ({horizon} steps)")
         axes[-1, 0].set_xlabel("steps from the forecast start")
         fig.tight_layout()
-        fig.savefig(self.output_dir / "forecast.png", dpi=100)
+        fig.savefig(output_dir / "forecast.png", dpi=100)
         plt.close(fig)

@@ -5,17 +5,25 @@ appended as extra tokens and dropped at the output. Layers of
 [Mamba over the token sequence + Mamba over the reversed sequence, summed] -> add & LayerNorm ->
 1x1-conv FFN -> add & LayerNorm; a final LayerNorm; a Linear to the horizon. With ``use_norm``
 each variate is normalised over the lookback (mean, std) and the forecast de-normalised.
+
+NaN/Inf: the model does not check its forecast for non-finite values by default (the check would
+synchronise the GPU every forward); ``check_finite=True`` raises a ``FloatingPointError`` naming the
+first sample of the batch whose forecast is not finite.
 """
 from __future__ import annotations
 
-import re
-from typing import Any, Literal, Mapping
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..convert import ConversionError, Rule, apply_rules, finish_conversion, unwrap_checkpoint
 from ..layers import BiMamba
+from ..training.checks import check_finite_output
+
+__all__ = ["SMamba", "SMambaLayer"]
 
 
 class SMambaLayer(nn.Module):
@@ -50,6 +58,9 @@ class SMamba(nn.Module):
         d_model, d_ff: token width and FFN width; e_layers: number of layers.
         d_state, d_conv, expand: Mamba settings (the paper's code: d_conv 2, expand 1).
         dropout, activation ("gelu" or "relu"), use_norm: as the official ``configs``.
+        scan_backend: selective-scan backend (None = best available).
+        check_finite: raise a ``FloatingPointError`` naming the first sample whose forecast holds NaN
+            or Inf (off by default: the check synchronises the GPU).
     """
 
     def __init__(
@@ -66,9 +77,11 @@ class SMamba(nn.Module):
         activation: Literal["relu", "gelu"] = "gelu",
         use_norm: bool = True,
         scan_backend: str | None = None,
+        check_finite: bool = False,
     ) -> None:
         super().__init__()
         self.lookback, self.horizon, self.use_norm = lookback, horizon, use_norm
+        self.check_finite = check_finite
         self.embedding = nn.Linear(lookback, d_model)
         self.embedding_dropout = nn.Dropout(dropout)
         self.layers = nn.ModuleList(
@@ -105,6 +118,8 @@ class SMamba(nn.Module):
         out = self.projector(self.norm(h)).transpose(1, 2)[:, :, :n_variates]
         if self.use_norm:
             out = out * stdev + means
+        if self.check_finite:
+            check_finite_output("SMamba", out, "forecast")
         return out
 
     # ---- official checkpoints -------------------------------------------------------------
@@ -116,7 +131,7 @@ class SMamba(nn.Module):
         "activation": "activation", "use_norm": "use_norm",
     }
     # Official state-dict keys: (pattern, replacement); None = unused official tensor, ignored.
-    OFFICIAL_KEY_MAP = (
+    OFFICIAL_KEY_MAP: tuple[Rule, ...] = (
         (r"^enc_embedding\.value_embedding\.", "embedding."),
         (r"^encoder\.attn_layers\.(\d+)\.attention\.", r"layers.\1.mixer.fwd."),
         (r"^encoder\.attn_layers\.(\d+)\.attention_r\.", r"layers.\1.mixer.bwd."),
@@ -127,25 +142,33 @@ class SMamba(nn.Module):
     )
 
     @classmethod
-    def convert_official_state_dict(cls, state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Rename official S-Mamba keys to ours; drop the unused ``man``, ``man2`` and ``a`` modules."""
-        out: dict[str, torch.Tensor] = {}
-        for key, value in state_dict.items():
-            for pattern, repl in cls.OFFICIAL_KEY_MAP:
-                if re.match(pattern, key):
-                    if repl is not None:
-                        out[re.sub(pattern, repl, key)] = value
-                    break
-            else:
-                raise KeyError(f"SMamba.from_official: unexpected official key {key!r}")
-        return out
+    def convert_official_state_dict(cls, state_dict: Mapping[str, Any],
+                                    model: nn.Module | None = None) -> dict[str, torch.Tensor]:
+        """Rename official S-Mamba keys to ours with ``OFFICIAL_KEY_MAP`` (``ssm_apps.convert`` rules);
+        the unused ``man``, ``man2`` and ``a`` modules are dropped.
+
+        Args:
+            state_dict: the official state dict (or a checkpoint holding one).
+            model: when given, the result is checked against its keys and shapes
+                (``finish_conversion``: nothing missing, nothing extra).
+
+        Raises:
+            ConversionError: official keys no rule knows (and, with ``model``, any key mismatch).
+        """
+        mapped, unmatched, origins, dropped = apply_rules(unwrap_checkpoint(state_dict), cls.OFFICIAL_KEY_MAP)
+        if model is not None:
+            return finish_conversion(mapped, model, "SMamba", unmatched, origins, dropped=dropped)
+        if unmatched:
+            raise ConversionError(f"SMamba checkpoint does not fit the model: keys no conversion rule knows: "
+                                  f"{sorted(unmatched)}")
+        return mapped
 
     @classmethod
-    def from_official(cls, configs: Mapping[str, Any], official_state_dict: Mapping[str, torch.Tensor]) -> "SMamba":
+    def from_official(cls, configs: Mapping[str, Any], official_state_dict: Mapping[str, torch.Tensor]) -> SMamba:
         """Build from the official ``configs`` namespace (as a dict) and load its state_dict (strict)."""
         missing = [k for k in cls.OFFICIAL_ARGS if k not in configs]
         if missing:
             raise KeyError(f"SMamba.from_official: configs lacks {missing}")
         model = cls(**{ours: configs[theirs] for theirs, ours in cls.OFFICIAL_ARGS.items()})
-        model.load_state_dict(cls.convert_official_state_dict(official_state_dict), strict=True)
+        model.load_state_dict(cls.convert_official_state_dict(official_state_dict, model), strict=True)
         return model

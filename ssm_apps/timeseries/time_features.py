@@ -17,7 +17,7 @@ on the sampling frequency of the series (finer data gets the finer fields as wel
 from __future__ import annotations
 
 import re
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd

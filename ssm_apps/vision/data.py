@@ -31,14 +31,24 @@ is no test split). Its batches carry a third item, the index of each image in ``
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 import lightning as L
 import numpy as np
 from PIL import Image
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, create_transform
 from torch.utils.data import DataLoader, Dataset
+
+from ..training.checks import (
+    check_choice,
+    check_fraction,
+    check_int,
+    check_interval,
+    check_probability,
+    check_range_pair,
+)
 
 __all__ = ["IMG_EXTENSIONS", "ImageClassificationDataModule", "ImageListDataset", "IndexedDataset",
            "read_image_csv", "scan_image_folder"]
@@ -266,8 +276,7 @@ class ImageClassificationDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         name = type(self).__name__
-        if source not in ("folder", "csv", "sklearn_digits"):
-            raise ValueError(f"{name}: unknown source {source!r}; choose 'folder', 'csv' or 'sklearn_digits'")
+        check_choice(name, "source", source, ("folder", "csv", "sklearn_digits"))
         if source == "folder" and root is None:
             raise ValueError(f"{name}: source 'folder' needs 'root' (the folder holding train/ and val/)")
         if source == "csv" and train_csv is None:
@@ -281,21 +290,16 @@ class ImageClassificationDataModule(L.LightningDataModule):
             dupes = sorted({c for c in classes if classes.count(c) > 1})
             if not classes or dupes:
                 raise ValueError(f"{name}: 'classes' must be a non-empty list of distinct names; got {classes}")
-        for key, value, low in (("batch_size", batch_size, 1), ("num_workers", num_workers, 0),
-                                ("img_size", 1 if img_size is None else img_size, 1),
-                                ("eval_batch_size", 1 if eval_batch_size is None else eval_batch_size, 1)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{name}: {key!r} must be an integer >= {low}; got {value!r}")
-        if not 0.0 <= val_fraction < 1.0:
-            raise ValueError(f"{name}: 'val_fraction' must be in [0, 1); got {val_fraction}")
-        if not 0.0 < crop_pct <= 1.0:
-            raise ValueError(f"{name}: 'crop_pct' must be in (0, 1]; got {crop_pct}")
-        for key, pair in (("scale", scale), ("ratio", ratio)):
-            if len(pair) != 2 or not 0 < pair[0] <= pair[1]:
-                raise ValueError(f"{name}: {key!r} must be a range (low, high) with 0 < low <= high; got {pair}")
-        for key, value in (("hflip", hflip), ("re_prob", re_prob)):
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name}: {key!r} must be a probability in [0, 1]; got {value}")
+        check_int(name, "batch_size", batch_size, 1)
+        check_int(name, "num_workers", num_workers, 0)
+        check_int(name, "img_size", img_size, 1, allow_none=True)
+        check_int(name, "eval_batch_size", eval_batch_size, 1, allow_none=True)
+        check_fraction(name, "val_fraction", val_fraction)
+        check_interval(name, "crop_pct", crop_pct, 0.0, 1.0, low_closed=False, high_closed=True)
+        check_range_pair(name, "scale", scale)
+        check_range_pair(name, "ratio", ratio)
+        check_probability(name, "hflip", hflip)
+        check_probability(name, "re_prob", re_prob)
         if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
             raise ValueError(f"{name}: 'mean' and 'std' need 3 values (RGB), std > 0; got {mean}, {std}")
         self.save_hyperparameters()
@@ -357,7 +361,8 @@ class ImageClassificationDataModule(L.LightningDataModule):
         images, labels = _digits(self.img_size)
         names = [str(i) for i in range(10)]
         if self._given_classes is not None and self._given_classes != names:
-            raise ValueError(f"{type(self).__name__}: the digits' classes are {names}; got classes={self._given_classes}")
+            raise ValueError(f"{type(self).__name__}: the digits' classes are {names}; "
+                             f"got classes={self._given_classes}")
         self._classes = names
         idx_train, idx_test = train_test_split(np.arange(len(labels)), test_size=0.2, random_state=self.seed,
                                                stratify=labels)

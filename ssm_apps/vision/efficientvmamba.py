@@ -22,29 +22,27 @@ Official model: ``TerryPei/EfficientVMamba``, ``classification/models/vmamba_eff
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
-from timm.layers import ClassifierHead, DropPath, trunc_normal_
+from timm.layers import DropPath
 from timm.models import generate_default_cfgs, register_model
 from timm.models._manipulate import checkpoint_seq
 from torch import nn
 
-from ..layers.ss2d import ES2D
-from .vmamba import (
+from ..convert import ConvertedStateDict
+from ..layers import ES2D
+from .staged import (
     HEAD_KEY_RULES,
-    Mlp,
-    PatchEmbedV1,
-    PatchMerging2D,
     StagedSSMModel,
-    _build_from_official,
-    _cfg,
-    _map_keys,
+    build_from_official,
+    convert_staged_checkpoint,
     create_staged_model,
     drop_path_rates,
-    finish_conversion,
-    unwrap_checkpoint,
+    staged_cfg,
 )
+from .vmamba import PatchEmbedV1, PatchMerging2D, make_mlp
 
 __all__ = ["BiAttn", "EVSSBlock", "EfficientVMamba", "InvertedResidual", "convert_efficientvmamba_checkpoint"]
 
@@ -104,7 +102,7 @@ class EVSSBlock(nn.Module):
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         if mlp_ratio > 0:
             self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
-            self.mlp = Mlp(dim, int(dim * mlp_ratio), nn.GELU, 0.0, channel_first=False)
+            self.mlp = make_mlp(dim, int(dim * mlp_ratio), nn.GELU, 0.0, channel_first=False)
         else:
             self.norm2 = self.mlp = None
 
@@ -210,6 +208,9 @@ class EfficientVMamba(StagedSSMModel):
             ``outnorm{i}``); ``features_only`` models get them by default.
         norm_eps: LayerNorm epsilon (1e-5 everywhere, as the official model).
         scan_backend: selective-scan backend (None = best available).
+        check_finite: raise a ``FloatingPointError`` naming the first sample whose logits (or
+            ``forward_intermediates`` maps) hold NaN or Inf. Off by default: the check synchronises
+            the GPU, and the model never checks for NaN otherwise.
     """
 
     def __init__(
@@ -230,17 +231,10 @@ class EfficientVMamba(StagedSSMModel):
         out_norms: bool = False,
         norm_eps: float = 1e-5,
         scan_backend: str | None = None,
+        check_finite: bool = False,
     ) -> None:
         super().__init__()
-        if isinstance(dims, int):
-            dims = [dims * 2**i for i in range(len(depths))]
-        dims = [int(d) for d in dims]
-        if len(dims) != len(depths):
-            raise ValueError(f"EfficientVMamba: dims {dims} and depths {list(depths)} must have the same length")
-        self.in_chans, self.num_classes, self.global_pool = in_chans, num_classes, global_pool
-        self.dims, self.depths = dims, list(depths)
-        self.num_features = self.head_hidden_size = dims[-1]
-        self.drop_rate = drop_rate
+        dims = self.stage_dims(dims, depths)
         self.channel_first = False
 
         self.patch_embed = PatchEmbedV1(
@@ -257,24 +251,8 @@ class EfficientVMamba(StagedSSMModel):
             )
             for i in range(len(depths))
         ])
-        self.feature_info = [
-            dict(num_chs=dims[i], reduction=patch_size * 2**i, module=f"stages.{i}") for i in range(len(depths))
-        ]
-        self.out_norms = nn.ModuleList([nn.LayerNorm(d, eps=norm_eps) for d in dims]) if out_norms else None
-        self.norm = nn.LayerNorm(self.num_features, eps=norm_eps)
-        self.head = ClassifierHead(self.num_features, num_classes, pool_type=global_pool, drop_rate=drop_rate)
-        self.apply(self._init_weights)
-
-    @staticmethod
-    def _init_weights(m: nn.Module) -> None:
-        """As the official model: Linear weights trunc-normal(0.02), biases 0; LayerNorms 1, 0."""
-        if isinstance(m, nn.Linear):
-            trunc_normal_(m.weight, std=0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.LayerNorm):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
+        self.init_features_and_head(dims, depths, in_chans, num_classes, global_pool, drop_rate, patch_size,
+                                    out_norms, norm_eps, check_finite)
 
     @classmethod
     def from_official(
@@ -290,9 +268,8 @@ class EfficientVMamba(StagedSSMModel):
         ``outnorm{i}`` (kwargs' ``out_indices``, default (0, 1, 2, 3)); see ``VMamba.from_official``."""
         ours, out_indices = efficientvmamba_kwargs_from_official(kwargs)
         ours.update(overrides)
-        return _build_from_official(
-            cls, ours, out_indices, state_dict, features_only, convert_efficientvmamba_checkpoint
-        )
+        return build_from_official(cls, ours, out_indices, state_dict, features_only,
+                                   convert_efficientvmamba_checkpoint)
 
 
 # ----------------------------------------------------------------------------- official kwargs
@@ -369,7 +346,8 @@ def _rename(rest: str, renames: Sequence[tuple[str, str]]) -> str:
     return rest
 
 
-def convert_efficientvmamba_checkpoint(checkpoint: Mapping[str, Any], model: nn.Module) -> dict[str, torch.Tensor]:
+def convert_efficientvmamba_checkpoint(checkpoint: Mapping[str, Any], model: nn.Module,
+        drop_mismatched_head: bool = False) -> ConvertedStateDict:
     """Official EfficientVMamba (``EfficientVSSM`` / ``Backbone_EfficientVSSM``) state dict or released
     ``.pth`` -> our keys. After ``unwrap_checkpoint`` (EMA preferred, ``module.`` / ``backbone.`` stripped):
 
@@ -386,9 +364,6 @@ def convert_efficientvmamba_checkpoint(checkpoint: Mapping[str, Any], model: nn.
     Ignored explicitly: ``outnorm*`` when the model has no out-norms, ``classifier.*`` when it has no
     classifier. Our own layout (``stages.*``) passes unchanged.
     """
-    sd = unwrap_checkpoint(checkpoint)
-    if any(k.startswith("stages.") for k in sd):
-        return finish_conversion(dict(sd), model, "EfficientVMamba", [])
     depths = list(model.depths)
 
     def ir_layer(m: re.Match) -> str:
@@ -402,21 +377,21 @@ def convert_efficientvmamba_checkpoint(checkpoint: Mapping[str, Any], model: nn.
         return f"?layers.{i}.{j}.{rest}"
 
     rules = [
-        (r"^patch_embed\.0\.(.*)$", lambda m: f"patch_embed.proj.{m.group(1)}"),
-        (r"^patch_embed\.2\.(.*)$", lambda m: f"patch_embed.norm.{m.group(1)}"),
+        (r"^patch_embed\.0\.", "patch_embed.proj."),
+        (r"^patch_embed\.2\.", "patch_embed.norm."),
         (r"^layers\.(\d+)\.blocks\.(\d+)\.(.*)$",
          lambda m: f"stages.{m.group(1)}.blocks.{m.group(2)}.{_rename(m.group(3), _EVSS_RENAMES)}"),
         (r"^layers\.(\d+)\.downsample\.(.*)$", lambda m: f"stages.{int(m.group(1)) + 1}.downsample.{m.group(2)}"),
         (r"^layers\.(\d+)\.(\d+)\.(.*)$", ir_layer),
         *HEAD_KEY_RULES,
     ]
-    mapped, unmatched, origins = _map_keys(sd, rules)
-    return finish_conversion(mapped, model, "EfficientVMamba", unmatched, origins)
+    return convert_staged_checkpoint(checkpoint, model, rules, "EfficientVMamba", drop_mismatched_head)
 
 
-def checkpoint_filter_fn(state_dict: Mapping[str, Any], model: nn.Module) -> dict[str, torch.Tensor]:
-    """timm ``pretrained_filter_fn``: released official ``.pth`` (or its state dict) -> our keys."""
-    return convert_efficientvmamba_checkpoint(state_dict, model)
+def checkpoint_filter_fn(state_dict: Mapping[str, Any], model: nn.Module) -> ConvertedStateDict:
+    """timm ``pretrained_filter_fn``: released official ``.pth`` (or its state dict) -> our keys; a
+    classifier of another size is dropped (timm discards it when ``num_classes`` differs)."""
+    return convert_efficientvmamba_checkpoint(state_dict, model, drop_mismatched_head=True)
 
 
 # ----------------------------------------------------------------------------- timm registration
@@ -425,7 +400,7 @@ def _create_efficientvmamba(variant: str, pretrained: bool = False, **kwargs: An
 
 
 def _ecfg(**kwargs: Any) -> dict[str, Any]:
-    return _cfg(
+    return staged_cfg(
         "patch_embed.proj", paper_ids="arXiv:2403.09977", origin_url="https://github.com/TerryPei/EfficientVMamba",
         license="apache-2.0", **kwargs,
     )

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from .segmentation import SegmentationModel
-from .task import param_groups_weight_decay
+from ..training.optim import param_groups_weight_decay
 
 __all__ = ["SegmentationTask", "iou_from_confusion", "poly_warmup_factor"]
 

@@ -9,64 +9,26 @@ register a builder with ``timm.models.register_model`` and name it.
 """
 from __future__ import annotations
 
-import math
-from typing import Any, Iterable, Literal
+from typing import Any, Literal
 
-import lightning as L
 import timm
 import torch
 import torch.nn.functional as F
 from timm.data import Mixup
-from timm.utils import ModelEmaV3
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from ..training.checks import check_fraction, check_int
+from ..training.task import SSMTask
 from . import efficientvmamba as _efficientvmamba  # noqa: F401  (registers the timm models)
 from . import vmamba as _vmamba  # noqa: F401
 
-__all__ = ["ClassificationTask", "param_groups_weight_decay", "warmup_cosine_lr"]
+__all__ = ["ClassificationTask"]
 
 Batch = tuple[torch.Tensor, torch.Tensor] | tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
-def warmup_cosine_lr(step: int, base_lr: float, total_steps: int, warmup_steps: int = 0,
-                     warmup_lr_init: float = 0.0, min_lr: float = 0.0) -> float:
-    """The learning rate of optimizer step ``step`` (0-based): linear warm-up from ``warmup_lr_init``
-    (step 0) towards ``base_lr`` (reached at step ``warmup_steps``), then a half cosine from
-    ``base_lr`` down to ``min_lr`` at step ``total_steps`` (held there after it):
-
-        step < W:  warmup_lr_init + (base_lr - warmup_lr_init) * step / W
-        step >= W: min_lr + (base_lr - min_lr) * (1 + cos(pi * min(1, (step - W) / (total_steps - W)))) / 2
-    """
-    if step < warmup_steps:
-        return warmup_lr_init + (base_lr - warmup_lr_init) * step / warmup_steps
-    t = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-    return min_lr + 0.5 * (base_lr - min_lr) * (1.0 + math.cos(math.pi * t))
-
-
-def param_groups_weight_decay(model: nn.Module, weight_decay: float,
-                              extra_no_decay: Iterable[str] = ()) -> list[dict[str, Any]]:
-    """Two AdamW parameter groups: ``weight_decay`` for weight matrices and kernels, 0 for
-    parameters with at most one dimension (norm scales and shifts, biases), names ending in
-    ``bias`` (also the stacked 2-D ``dt_projs_bias`` of SS2D), parameters flagged ``_no_weight_decay = True`` (the SSMs' ``A_log``/``A_logs`` and
-    ``D``/``Ds``), and the names in ``model.no_weight_decay()`` (timm convention) or ``extra_no_decay``.
-    Frozen parameters (``requires_grad=False``) are left out."""
-    skip = set(extra_no_decay)
-    if hasattr(model, "no_weight_decay"):
-        skip |= set(model.no_weight_decay())
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        if p.ndim <= 1 or name.endswith("bias") or getattr(p, "_no_weight_decay", False) or name in skip:
-            no_decay.append(p)
-        else:
-            decay.append(p)
-    return [{"params": decay, "weight_decay": weight_decay, "name": "decay"},
-            {"params": no_decay, "weight_decay": 0.0, "name": "no_decay"}]
-
-
-class ClassificationTask(L.LightningModule):
+class ClassificationTask(SSMTask):
     """Image classification with a timm model.
 
     * Loss: cross-entropy with ``label_smoothing``; with mixup/cutmix on (``mixup_alpha`` or
@@ -74,12 +36,14 @@ class ClassificationTask(L.LightningModule):
       even) into soft targets smoothed by ``label_smoothing``, and the loss is the soft-target
       cross-entropy ``-(target * log_softmax(logits)).sum(-1).mean()``.
     * Optimiser: AdamW; weight decay ``weight_decay`` except norms, biases and ``_no_weight_decay``
-      parameters (``param_groups_weight_decay``).
-    * Schedule, per optimizer step: linear warm-up then cosine decay (``warmup_cosine_lr``); the
+      parameters; optional layer-wise lr decay and head-lr multiplier (``ssm_apps.training.optim``).
+    * Schedule, per optimizer step: linear warm-up then cosine decay
+      (``ssm_apps.training.schedules.warmup_cosine_lr``); the
       total is ``trainer.estimated_stepping_batches``, the warm-up ``warmup_steps`` or, when that is
       None, ``warmup_epochs`` epochs (needs ``max_epochs``).
-    * EMA (``ema=True``): timm's ``ModelEmaV3`` of the weights, updated after every optimizer step
-      and used for validation, test and predict (the raw weights keep training).
+    * EMA (``ema=True``): timm's ``ModelEmaV3`` of the weights, updated once per optimizer step
+      and used for validation, test and predict (the raw weights keep training); see
+      ``ssm_apps.training.ema``.
     * Metrics: ``train_loss``, ``val_loss``/``val_acc1``/``val_acc5``, ``test_loss``/``test_acc1``/
       ``test_acc5`` (micro top-k accuracy; top-5 only when there are >= 5 classes), ``lr``.
     * ``predict_step`` returns a dict of ``topk_indices`` and ``topk_probs`` (B, k) with
@@ -100,6 +64,8 @@ class ClassificationTask(L.LightningModule):
             VMamba/EfficientVMamba releases or our own state dicts; a classifier of another size is dropped).
             Checkpoints of the task store it as None: their own weights supersede the file.
         lr, weight_decay, betas, eps: AdamW.
+        layer_decay: layer-wise lr decay through the model's ``group_matcher`` (1 = off).
+        head_lr_mult: lr multiplier of the classifier (1 = off).
         warmup_epochs, warmup_steps, warmup_lr_init, min_lr: the schedule (see ``warmup_cosine_lr``).
         label_smoothing: smoothing of the (hard or mixed) targets.
         mixup_alpha, cutmix_alpha, mixup_prob, mixup_switch_prob, mixup_mode: timm ``Mixup`` (off when
@@ -121,6 +87,8 @@ class ClassificationTask(L.LightningModule):
         weight_decay: float = 0.05,
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
+        layer_decay: float = 1.0,
+        head_lr_mult: float = 1.0,
         warmup_epochs: float = 1.0,
         warmup_steps: int | None = None,
         warmup_lr_init: float = 1e-6,
@@ -142,25 +110,16 @@ class ClassificationTask(L.LightningModule):
         if not timm.is_model(model):
             raise ValueError(f"{name}: unknown timm model {model!r} (ssm_apps models: "
                              f"{timm.list_models('*vmamba*')})")
-        if num_classes is not None and (isinstance(num_classes, bool) or num_classes < 1):
-            raise ValueError(f"{name}: 'num_classes' must be a positive integer or None; got {num_classes!r}")
-        if not 0.0 <= label_smoothing < 1.0:
-            raise ValueError(f"{name}: 'label_smoothing' must be in [0, 1); got {label_smoothing}")
-        if predict_top_k < 1:
-            raise ValueError(f"{name}: 'predict_top_k' must be >= 1; got {predict_top_k}")
-        if not 0.0 <= ema_decay < 1.0:
-            raise ValueError(f"{name}: 'ema_decay' must be in [0, 1); got {ema_decay}")
-        if (warmup_steps is not None and warmup_steps < 0) or warmup_epochs < 0:
-            raise ValueError(f"{name}: warm-up lengths must be >= 0; got warmup_steps={warmup_steps}, "
-                             f"warmup_epochs={warmup_epochs}")
+        check_int(name, "num_classes", num_classes, 1, allow_none=True)
+        check_fraction(name, "label_smoothing", label_smoothing)
+        check_int(name, "predict_top_k", predict_top_k, 1)
         if classes is not None and num_classes is not None and len(classes) != num_classes:
             raise ValueError(f"{name}: {len(classes)} class names for num_classes={num_classes}")
         self.save_hyperparameters()
+        self.check_task_hyperparameters()
         self.classes = list(classes) if classes is not None else None
         self.model: nn.Module | None = None
-        self.model_ema: ModelEmaV3 | None = None
         self.mixup: Mixup | None = None
-        self._ema_step = 0
         if num_classes is not None:
             self._build(num_classes)
 
@@ -172,10 +131,7 @@ class ClassificationTask(L.LightningModule):
             kwargs.update(pretrained=True, pretrained_cfg_overlay=dict(file=hp.pretrained_file))
         self.model = timm.create_model(hp.model, num_classes=num_classes, drop_path_rate=hp.drop_path_rate, **kwargs)
         self.hparams["num_classes"] = num_classes
-        if hp.ema:
-            self.model_ema = ModelEmaV3(self.model, decay=hp.ema_decay, use_warmup=hp.ema_warmup)
-            self.model_ema.requires_grad_(False)  # never optimised (and no unused-parameter trouble in DDP)
-            self.model_ema.train(self.training)  # follows the task's mode (the trainer switches it for eval)
+        self.setup_ema_from_hparams()
         if hp.mixup_alpha > 0 or hp.cutmix_alpha > 0:
             self.mixup = Mixup(mixup_alpha=hp.mixup_alpha, cutmix_alpha=hp.cutmix_alpha, prob=hp.mixup_prob,
                                switch_prob=hp.mixup_switch_prob, mode=hp.mixup_mode,
@@ -215,27 +171,38 @@ class ClassificationTask(L.LightningModule):
         return self.model
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
         checkpoint["classes"] = self.classes
         if "hyper_parameters" in checkpoint:  # the checkpoint holds the weights: never re-read the start file
             checkpoint["hyper_parameters"] = {**checkpoint["hyper_parameters"], "pretrained_file": None}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
         if self.classes is None and checkpoint.get("classes") is not None:
             self.classes = list(checkpoint["classes"])
 
     # --------------------------------------------------------------------------- forward
-    @property
-    def eval_model(self) -> nn.Module:
-        """The weights used for validation, test and predict: the EMA when on, else the model."""
-        model = self._check_built()
-        return self.model_ema.module if self.model_ema is not None else model
+    def ema_source(self) -> nn.Module:
+        return self._check_built()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of the model being trained in training mode; of ``eval_model`` otherwise."""
         return (self._check_built() if self.training else self.eval_model)(x)
 
-    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+    def _common_step(self, batch: Batch, stage: str) -> torch.Tensor | None:
         x, y = batch[0], batch[1]
+        if stage == "train":
+            return self._train_loss(x, y)
+        logits = self.eval_model(x).float()
+        loss = F.cross_entropy(logits, y)
+        self.log(f"{stage}_loss", loss, prog_bar=stage == "val", on_epoch=True, sync_dist=True, batch_size=len(x))
+        for key, metric in self.metrics.items():
+            if key.startswith(stage):
+                metric(logits, y)
+                self.log(key, metric, prog_bar=key == f"{stage}_acc1", on_epoch=True, batch_size=len(x))
+        return loss
+
+    def _train_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         model = self._check_built()
         if self.mixup is not None:
             if len(x) % 2:
@@ -246,31 +213,8 @@ class ClassificationTask(L.LightningModule):
         else:
             loss = F.cross_entropy(model(x).float(), y, label_smoothing=self.hparams.label_smoothing)
         self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(x))
-        if self._trainer is not None:
-            self.log("lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False, batch_size=len(x))
+        self.log_lr(len(x))
         return loss
-
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        # once per optimizer step (not per accumulated micro-batch)
-        if self.model_ema is not None and self.global_step != self._ema_step:
-            self._ema_step = self.global_step
-            self.model_ema.update(self.model, step=self.global_step)
-
-    def _evaluate(self, batch: Batch, stage: str) -> None:
-        x, y = batch[0], batch[1]
-        logits = self.eval_model(x).float()
-        loss = F.cross_entropy(logits, y)
-        self.log(f"{stage}_loss", loss, prog_bar=stage == "val", on_epoch=True, sync_dist=True, batch_size=len(x))
-        for key, metric in self.metrics.items():
-            if key.startswith(stage):
-                metric(logits, y)
-                self.log(key, metric, prog_bar=key == f"{stage}_acc1", on_epoch=True, batch_size=len(x))
-
-    def validation_step(self, batch: Batch, batch_idx: int) -> None:
-        self._evaluate(batch, "val")
-
-    def test_step(self, batch: Batch, batch_idx: int) -> None:
-        self._evaluate(batch, "test")
 
     def predict_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> dict[str, torch.Tensor]:
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
@@ -283,30 +227,3 @@ class ClassificationTask(L.LightningModule):
         if isinstance(batch, (tuple, list)) and len(batch) > 2:
             out["index"] = batch[2]
         return out
-
-    # -------------------------------------------------------------------------- optimiser
-    def _warmup_steps(self, total: int) -> int:
-        hp = self.hparams
-        if hp.warmup_steps is not None:
-            return int(hp.warmup_steps)
-        if hp.warmup_epochs == 0:
-            return 0
-        epochs = self.trainer.max_epochs
-        if epochs is None or epochs < 1:
-            raise ValueError(f"{type(self).__name__}: warmup_epochs needs trainer.max_epochs; set warmup_steps "
-                             f"when training by max_steps")
-        return int(round(hp.warmup_epochs * total / epochs))
-
-    def configure_optimizers(self) -> Any:
-        hp = self.hparams
-        model = self._check_built()
-        groups = param_groups_weight_decay(model, hp.weight_decay)
-        opt = torch.optim.AdamW(groups, lr=hp.lr, betas=tuple(hp.betas), eps=hp.eps)
-        total = int(self.trainer.estimated_stepping_batches)
-        warmup = min(self._warmup_steps(total), total)
-
-        def factor(step: int) -> float:
-            return warmup_cosine_lr(step, hp.lr, total, warmup, hp.warmup_lr_init, hp.min_lr) / hp.lr
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "frequency": 1}}

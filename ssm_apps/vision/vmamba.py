@@ -10,7 +10,8 @@ Two released families, built from the same pieces:
   LN ("v1"); downsample = PatchMerging2D ("v1"); ``SS2D`` forward type ``v0`` (d_state 16,
   SiLU(z) gate); no MLP.
 
-Layout, top to bottom: blocks (``VSSBlock``: x + DropPath(SS2D(LN(x))), then
+The timm API, the builders and the checkpoint conventions shared with EfficientVMamba are in
+``ssm_apps.vision.staged``. Layout, top to bottom: blocks (``VSSBlock``: x + DropPath(SS2D(LN(x))), then
 x + DropPath(MLP(LN(x))) when mlp_ratio > 0) -> stages (``VSSStage``: downsample of the
 previous stage's output, then blocks; stage i has stride 4 * 2**i) -> model (``VMamba``) ->
 official checkpoint converter -> ``_create_vmamba`` -> ``default_cfgs`` -> registered models.
@@ -22,77 +23,54 @@ there. ``VMamba.from_official(kwargs, state_dict)`` builds from the official con
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.layers import ClassifierHead, DropPath, trunc_normal_
-from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
-from timm.models._features import FeatureGetterNet, feature_take_indices
+from timm.layers import DropPath, Mlp
+from timm.models import generate_default_cfgs, register_model
 from timm.models._manipulate import checkpoint_seq
 from torch import nn
 
-from ..layers.ss2d import SS2D, LayerNorm2d, Linear2d, get_act_layer
+from ..convert import ConvertedStateDict
+from ..layers import SS2D, LayerNorm2d, Linear2d, get_act_layer
+from .staged import (
+    HEAD_KEY_RULES,
+    StagedSSMModel,
+    build_from_official,
+    convert_staged_checkpoint,
+    create_staged_model,
+    drop_path_rates,
+    in_our_layout,
+    norm_layer_for,
+    staged_cfg,
+    unwrap_staged_checkpoint,
+)
 
 __all__ = [
-    "StagedSSMModel",
+    "ConvDownsample",
+    "PatchEmbedV1",
+    "PatchEmbedV2",
+    "PatchMerging2D",
     "VMamba",
     "VSSBlock",
     "VSSStage",
     "convert_vmamba_checkpoint",
+    "make_mlp",
     "vmamba_kwargs_from_official",
 ]
 
-MIN_INPUT_SIZE = 32
-
-
-# ----------------------------------------------------------------------------- input checks
-def check_image_input(name: str, x: torch.Tensor, in_chans: int) -> None:
-    """Clear errors for inputs the model cannot take: not (B, in_chans, H, W), or H or W < 32."""
-    if not isinstance(x, torch.Tensor) or x.dim() != 4:
-        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-        raise ValueError(f"{name}: input must be an image batch (B, {in_chans}, H, W); got {shape}")
-    if x.shape[1] != in_chans:
-        raise ValueError(
-            f"{name}: input must have {in_chans} channels (B, {in_chans}, H, W); got {tuple(x.shape)}"
-        )
-    if x.shape[-2] < MIN_INPUT_SIZE or x.shape[-1] < MIN_INPUT_SIZE:
-        raise ValueError(
-            f"{name}: input height and width must be >= {MIN_INPUT_SIZE} (4 stages, total stride 32); "
-            f"got {tuple(x.shape)}"
-        )
-
-
-def to_nchw(x: torch.Tensor, channel_first: bool) -> torch.Tensor:
-    return x if channel_first else x.permute(0, 3, 1, 2)
-
-
-def norm_layer_for(channel_first: bool) -> type[nn.LayerNorm]:
-    return LayerNorm2d if channel_first else nn.LayerNorm
-
 
 # ----------------------------------------------------------------------------- blocks
-class Mlp(nn.Module):
-    """fc1 -> act -> drop -> fc2 -> drop, over channels (1x1 ``Linear2d`` when channel-first)."""
-
-    def __init__(
-        self,
-        dim: int,
-        hidden: int,
-        act_layer: type[nn.Module] = nn.GELU,
-        drop: float = 0.0,
-        channel_first: bool = False,
-    ) -> None:
-        super().__init__()
-        Linear = Linear2d if channel_first else nn.Linear
-        self.fc1 = Linear(dim, hidden)
-        self.act = act_layer()
-        self.fc2 = Linear(hidden, dim)
-        self.drop = nn.Dropout(drop)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+def make_mlp(dim: int, hidden: int, act_layer: type[nn.Module] = nn.GELU, drop: float = 0.0,
+             channel_first: bool = False) -> Mlp:
+    """timm's ``Mlp`` (fc1 -> act -> drop -> fc2 -> drop) over channels; channel-first maps get the
+    official ``Linear2d`` layers (Linear weights applied as 1x1 convs) so official keys and shapes load."""
+    mlp = Mlp(dim, hidden, act_layer=act_layer, drop=drop)
+    if channel_first:
+        mlp.fc1, mlp.fc2 = Linear2d(dim, hidden), Linear2d(hidden, dim)
+    return mlp
 
 
 class VSSBlock(nn.Module):
@@ -130,7 +108,8 @@ class VSSBlock(nn.Module):
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         if mlp_ratio > 0:
             self.norm2 = Norm(dim, eps=norm_eps)
-            self.mlp = Mlp(dim, int(dim * mlp_ratio), get_act_layer(mlp_act_layer), mlp_drop_rate, self.channel_first)
+            self.mlp = make_mlp(dim, int(dim * mlp_ratio), get_act_layer(mlp_act_layer), mlp_drop_rate,
+                                self.channel_first)
         else:
             self.norm2 = self.mlp = None
 
@@ -231,18 +210,6 @@ def make_downsample(version: str, dim: int, out_dim: int, channel_first: bool, n
     raise ValueError(f"downsample_version must be one of {DOWNSAMPLES}; got {version!r}")
 
 
-def drop_path_rates(depths: Sequence[int], drop_path_rate: float) -> list[list[float]]:
-    """Linearly increasing stochastic depth over all blocks (as torch.linspace(0, rate, n)), per stage.
-    Plain Python so that models can be built on the meta device."""
-    total = sum(depths)
-    rates = [drop_path_rate * i / (total - 1) if total > 1 else 0.0 for i in range(total)]
-    out, start = [], 0
-    for d in depths:
-        out.append(rates[start:start + d])
-        start += d
-    return out
-
-
 class VSSStage(nn.Module):
     """Downsample of the previous stage's output (Identity for stage 0), then VSS blocks."""
 
@@ -267,119 +234,6 @@ class VSSStage(nn.Module):
 
 
 # ----------------------------------------------------------------------------- model
-class StagedSSMModel(nn.Module):
-    """timm API shared by VMamba and EfficientVMamba. Subclasses set ``patch_embed``, ``stages``
-    (stage i output = feature i, stride 4 * 2**i), ``out_norms`` (per-stage norms or None), ``norm``
-    (final norm), ``head`` (timm ClassifierHead on NCHW maps), ``dims``, ``in_chans``,
-    ``num_features`` and ``channel_first`` (layout of the stage outputs)."""
-
-    @torch.jit.ignore
-    def no_weight_decay(self) -> set[str]:
-        return {n for n, p in self.named_parameters() if getattr(p, "_no_weight_decay", False)}
-
-    @torch.jit.ignore
-    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
-        return dict(
-            stem=r"^patch_embed",
-            blocks=r"^stages\.(\d+)" if coarse else [
-                (r"^stages\.(\d+)\.downsample", (0,)),
-                (r"^stages\.(\d+)\.blocks\.(\d+)", None),
-                (r"^norm", (99999,)),
-                (r"^out_norms", (99999,)),
-            ],
-        )
-
-    @torch.jit.ignore
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        for stage in self.stages:
-            stage.grad_checkpointing = enable
-
-    @torch.jit.ignore
-    def get_classifier(self) -> nn.Module:
-        return self.head.fc
-
-    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
-        self.num_classes = num_classes
-        if global_pool is not None:
-            self.global_pool = global_pool
-        self.head.reset(num_classes, pool_type=global_pool, in_features=self.num_features)
-
-    def _check_input(self, x: torch.Tensor) -> None:
-        check_image_input(type(self).__name__, x, self.in_chans)
-
-    def forward_intermediates(
-        self,
-        x: torch.Tensor,
-        indices: int | Sequence[int] | None = None,
-        norm: bool = False,
-        stop_early: bool = False,
-        output_fmt: str = "NCHW",
-        intermediates_only: bool = False,
-    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
-        """Stage outputs (before the next stage's downsample), strides 4, 8, 16, 32.
-
-        Each taken output goes through its ``out_norms`` LayerNorm when the model has them
-        (the official ``Backbone_VSSM`` features); otherwise ``norm=True`` applies the final norm
-        to the last stage's output. ``output_fmt`` "NCHW" or "NHWC".
-        """
-        if output_fmt not in ("NCHW", "NHWC"):
-            raise ValueError(f"forward_intermediates: output_fmt must be 'NCHW' or 'NHWC'; got {output_fmt!r}")
-        self._check_input(x)
-        take_indices, max_index = feature_take_indices(len(self.stages), indices)
-        last_idx = len(self.stages) - 1
-        stages = self.stages if torch.jit.is_scripting() or not stop_early else self.stages[: max_index + 1]
-        intermediates = []
-        x = self.patch_embed(x)
-        feat_idx = 0
-        for feat_idx, stage in enumerate(stages):
-            x = stage(x)
-            if feat_idx in take_indices:
-                if self.out_norms is not None:
-                    y = self.out_norms[feat_idx](x)
-                elif norm and feat_idx == last_idx:
-                    y = self.norm(x)
-                else:
-                    y = x
-                y = to_nchw(y, self.channel_first)
-                intermediates.append(y.permute(0, 2, 3, 1) if output_fmt == "NHWC" else y)
-        if intermediates_only:
-            return intermediates
-        if feat_idx == last_idx:
-            x = self.norm(x)
-        return to_nchw(x, self.channel_first), intermediates
-
-    def prune_intermediate_layers(
-        self, indices: int | Sequence[int] = 1, prune_norm: bool = False, prune_head: bool = True
-    ) -> list[int]:
-        """Drop what the taken intermediates do not need: later stages, unused out-norms, norm, head."""
-        take_indices, max_index = feature_take_indices(len(self.stages), indices)
-        prune_end = max_index < len(self.stages) - 1
-        self.stages = self.stages[: max_index + 1]
-        if self.out_norms is not None:
-            self.out_norms = nn.ModuleList(
-                [n if i in take_indices else nn.Identity() for i, n in enumerate(self.out_norms[: max_index + 1])]
-            )
-        if prune_norm or prune_end:
-            self.norm = nn.Identity()
-        if prune_end:
-            self.num_features = self.head_hidden_size = self.dims[max_index]
-        if prune_head or prune_end:
-            self.reset_classifier(0, "")
-        return take_indices
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, in_chans, H, W) -> the final-normed last-stage map (B, C, ~H/32, ~W/32), channel-first."""
-        self._check_input(x)
-        x = self.stages(self.patch_embed(x))
-        return to_nchw(self.norm(x), self.channel_first)
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        return self.head(x, pre_logits=pre_logits)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
-
 class VMamba(StagedSSMModel):
     """VMamba image classifier / backbone.
 
@@ -400,6 +254,9 @@ class VMamba(StagedSSMModel):
             ``features_only`` models get them by default.
         norm_eps: epsilon of every LayerNorm (1e-5 as the official model).
         scan_backend: selective-scan backend (None = best available on the input's device).
+        check_finite: raise a ``FloatingPointError`` naming the first sample whose logits (or
+            ``forward_intermediates`` maps) hold NaN or Inf. Off by default: the check synchronises
+            the GPU, and the model never checks for NaN otherwise.
 
     ``forward_features`` returns the final-normed (B, C, H/32, W/32) map (channel-first for both
     families); ``forward_head`` pools and classifies.
@@ -432,23 +289,16 @@ class VMamba(StagedSSMModel):
         out_norms: bool = False,
         norm_eps: float = 1e-5,
         scan_backend: str | None = None,
+        check_finite: bool = False,
     ) -> None:
         super().__init__()
-        if isinstance(dims, int):
-            dims = [dims * 2**i for i in range(len(depths))]
-        dims = [int(d) for d in dims]
-        if len(dims) != len(depths):
-            raise ValueError(f"VMamba: dims {dims} and depths {list(depths)} must have the same length")
+        dims = self.stage_dims(dims, depths)
         if patch_embed_version not in PATCH_EMBEDS:
             raise ValueError(
                 f"VMamba: patch_embed_version must be one of {tuple(PATCH_EMBEDS)}; got {patch_embed_version!r}"
             )
-        self.in_chans, self.num_classes, self.global_pool = in_chans, num_classes, global_pool
-        self.dims, self.depths = dims, list(depths)
         self.channel_first = forward_type == "v05_noz"
         self.patch_embed_version = patch_embed_version
-        self.num_features = self.head_hidden_size = dims[-1]
-        self.drop_rate = drop_rate
 
         self.patch_embed = PATCH_EMBEDS[patch_embed_version](
             in_chans, dims[0], patch_size, patch_norm, self.channel_first, norm_eps
@@ -466,26 +316,8 @@ class VMamba(StagedSSMModel):
             )
             for i in range(len(depths))
         ])
-        self.feature_info = [
-            dict(num_chs=dims[i], reduction=patch_size * 2**i, module=f"stages.{i}") for i in range(len(depths))
-        ]
-        Norm = norm_layer_for(self.channel_first)
-        self.out_norms = nn.ModuleList([Norm(d, eps=norm_eps) for d in dims]) if out_norms else None
-        self.norm = Norm(self.num_features, eps=norm_eps)
-        self.head = ClassifierHead(self.num_features, num_classes, pool_type=global_pool, drop_rate=drop_rate)
-        self.apply(self._init_weights)
-
-    @staticmethod
-    def _init_weights(m: nn.Module) -> None:
-        """As the official model: Linear (and 1x1 Linear2d) weights trunc-normal(0.02), biases 0;
-        LayerNorms 1, 0; convs and the SSM parameters keep their own initialisation."""
-        if isinstance(m, nn.Linear):
-            trunc_normal_(m.weight, std=0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.LayerNorm):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
+        self.init_features_and_head(dims, depths, in_chans, num_classes, global_pool, drop_rate, patch_size,
+                                    out_norms, norm_eps, check_finite)
 
     # --- official checkpoints
     @classmethod
@@ -507,27 +339,7 @@ class VMamba(StagedSSMModel):
         """
         ours, out_indices = vmamba_kwargs_from_official(kwargs)
         ours.update(overrides)
-        return _build_from_official(cls, ours, out_indices, state_dict, features_only, convert_vmamba_checkpoint)
-
-
-def _build_from_official(
-    cls: type[nn.Module],
-    ours: dict[str, Any],
-    out_indices: Sequence[int],
-    state_dict: Mapping[str, Any] | None,
-    features_only: bool,
-    converter: Callable[[Mapping[str, Any], nn.Module], dict[str, torch.Tensor]],
-) -> nn.Module:
-    use_checkpoint = ours.pop("use_checkpoint", False)
-    model = cls(**ours, out_norms=features_only)
-    if features_only:
-        out_indices = model.prune_intermediate_layers(out_indices, prune_norm=True, prune_head=True)
-    if state_dict is not None:
-        model.load_state_dict(converter(state_dict, model), strict=True)
-    model.set_grad_checkpointing(use_checkpoint)
-    if features_only:
-        return FeatureGetterNet(model, out_indices=out_indices, prune=False)
-    return model
+        return build_from_official(cls, ours, out_indices, state_dict, features_only, convert_vmamba_checkpoint)
 
 
 # ----------------------------------------------------------------------------- official kwargs
@@ -603,95 +415,6 @@ def vmamba_kwargs_from_official(kwargs: Mapping[str, Any]) -> tuple[dict[str, An
 
 
 # ----------------------------------------------------------------------------- checkpoint conversion
-_CHECKPOINT_KEYS = ("state_dict_ema", "model_ema", "state_dict", "model")
-
-
-def unwrap_checkpoint(checkpoint: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-    """A released checkpoint or a bare state dict -> a flat state dict of tensors.
-
-    Nested layouts: the first of ``state_dict_ema``, ``model_ema``, ``state_dict``, ``model`` present
-    (EMA weights preferred, as timm does). Then any number of leading ``module.`` (DDP) prefixes are
-    stripped, and mmdet/mmseg layouts (``backbone.*``) keep only the backbone (necks and heads ignored).
-    """
-    sd: Any = checkpoint
-    for key in _CHECKPOINT_KEYS:
-        if isinstance(sd, Mapping) and isinstance(sd.get(key), Mapping):
-            sd = sd[key]
-            break
-    out: dict[str, torch.Tensor] = {}
-    for k, v in sd.items():
-        if not isinstance(v, torch.Tensor):
-            continue
-        while k.startswith("module."):
-            k = k[len("module."):]
-        out[k] = v
-    if any(k.startswith("backbone.") for k in out):
-        out = {k[len("backbone."):]: v for k, v in out.items() if k.startswith("backbone.")}
-    return out
-
-
-def finish_conversion(
-    mapped: dict[str, torch.Tensor],
-    model: nn.Module,
-    family: str,
-    unmatched: Iterable[str],
-    origins: Mapping[str, str] | None = None,
-) -> dict[str, torch.Tensor]:
-    """Shared last step: shapes of 1x1 weights, explicitly ignorable keys, filled out-norms, errors.
-
-    * keys no rule knows -> ValueError (listing them);
-    * official ``outnorm*`` when the model has no out-norms, and the classifier (``norm``, ``head.fc``)
-      when the model has none (pruned / num_classes=0) -> ignored;
-    * out-norms the model has but the checkpoint lacks (a classification checkpoint loaded into a
-      backbone) -> the model's own initial values (LayerNorm 1, 0), as the official backbone's
-      non-strict load leaves them.
-    """
-    unmatched = sorted(unmatched)
-    if unmatched:
-        raise ValueError(f"{family} checkpoint: keys no conversion rule knows: {unmatched[:20]}")
-    own = model.state_dict()
-    out: dict[str, torch.Tensor] = {}
-    for k, v in mapped.items():
-        if k not in own:
-            if re.match(r"^(out_norms\.|norm\.|head\.)", k):
-                continue  # ignorable: the model has no such module (no out-norms / pruned / no classifier)
-            source = f"key {origins[k]!r} (converted to {k!r})" if origins and k in origins else f"key {k!r}"
-            raise ValueError(f"{family} checkpoint: {source} has no place in this model")
-        target = own[k]
-        if v.shape != target.shape and v.numel() == target.numel() and v.dim() in (2, 4) and target.dim() in (2, 4):
-            v = v.reshape(target.shape)  # 1x1 conv weights <-> Linear weights
-        out[k] = v
-    for k, v in own.items():
-        if k.startswith("out_norms.") and k not in out:
-            out[k] = v.clone()
-    return out
-
-
-def _map_keys(
-    sd: Mapping[str, torch.Tensor], rules: Sequence[tuple[str, Callable[[re.Match], str | None]]]
-) -> tuple[dict[str, torch.Tensor], list[str], dict[str, str]]:
-    """Apply the first matching (regex, fn) rule to each key; fn returns the new key.
-    Returns (new key -> tensor, keys no rule matched, new key -> source key)."""
-    mapped, unmatched, origins = {}, [], {}
-    for k, v in sd.items():
-        for pattern, fn in rules:
-            m = re.match(pattern, k)
-            if m:
-                new = fn(m)
-                mapped[new], origins[new] = v, k
-                break
-        else:
-            unmatched.append(k)
-    return mapped, unmatched, origins
-
-
-# The official classifier and backbone out-norm keys, shared by VSSM and EfficientVSSM checkpoints.
-HEAD_KEY_RULES: tuple[tuple[str, Callable[[re.Match], str]], ...] = (
-    (r"^classifier\.norm\.(.*)$", lambda m: f"norm.{m.group(1)}"),
-    (r"^classifier\.head\.(.*)$", lambda m: f"head.fc.{m.group(1)}"),
-    (r"^outnorm(\d+)\.(.*)$", lambda m: f"out_norms.{m.group(1)}.{m.group(2)}"),
-)
-
 _VMAMBA_LEGACY_RENAMES = (
     # older official checkpoints, renamed by the official VSSM._load_from_state_dict
     (r"^patch_embed\.proj\.", "patch_embed.0."),
@@ -707,7 +430,8 @@ _STEM_V2 = {"0": "conv1", "2": "norm1", "5": "conv2", "7": "norm2"}
 _CONV_DOWNSAMPLE = {"1": "conv", "3": "norm"}
 
 
-def convert_vmamba_checkpoint(checkpoint: Mapping[str, Any], model: nn.Module) -> dict[str, torch.Tensor]:
+def convert_vmamba_checkpoint(checkpoint: Mapping[str, Any], model: nn.Module,
+        drop_mismatched_head: bool = False) -> ConvertedStateDict:
     """Official VMamba (``VSSM`` / ``Backbone_VSSM``) state dict or released ``.pth`` -> our keys.
 
     Rules (official -> ours), after ``unwrap_checkpoint`` and the official legacy renames
@@ -727,75 +451,47 @@ def convert_vmamba_checkpoint(checkpoint: Mapping[str, Any], model: nn.Module) -
     Ignored explicitly: ``outnorm*`` when the model has no out-norms; ``classifier.*`` when the model
     has no classifier/final norm. A state dict already in our layout (``stages.*``) passes unchanged.
     """
-    sd = unwrap_checkpoint(checkpoint)
-    if any(k.startswith("stages.") for k in sd):
-        return finish_conversion(dict(sd), model, "VMamba", [])
-    renamed = {}
-    for k, v in sd.items():
-        for pattern, repl in _VMAMBA_LEGACY_RENAMES:
-            k = re.sub(pattern, repl, k)
-        renamed[k] = v
     stem = _STEM_V2 if getattr(model, "patch_embed_version", "v1") == "v2" else _STEM_V1
 
+    def legacy(key: str) -> str:
+        for pattern, repl in _VMAMBA_LEGACY_RENAMES:
+            key = re.sub(pattern, repl, key)
+        return key
+
+    def patch_embed(m: re.Match) -> str:
+        return f"patch_embed.{stem.get(m.group(1), m.group(1))}.{m.group(2)}"
+
     def downsample(m: re.Match) -> str:
-        rest = m.group(2)
-        head, _, tail = rest.partition(".")
-        rest = f"{_CONV_DOWNSAMPLE[head]}.{tail}" if head in _CONV_DOWNSAMPLE else rest
+        head, _, tail = m.group(2).partition(".")
+        rest = f"{_CONV_DOWNSAMPLE[head]}.{tail}" if head in _CONV_DOWNSAMPLE else m.group(2)
         return f"stages.{int(m.group(1)) + 1}.downsample.{rest}"
 
     rules = [
-        (r"^patch_embed\.(\d+)\.(.*)$", lambda m: f"patch_embed.{stem.get(m.group(1), m.group(1))}.{m.group(2)}"),
-        (r"^layers\.(\d+)\.blocks\.(.*)$", lambda m: f"stages.{m.group(1)}.blocks.{m.group(2)}"),
+        (r"^patch_embed\.(\d+)\.(.*)$", patch_embed),
+        (r"^layers\.(\d+)\.blocks\.", r"stages.\1.blocks."),
         (r"^layers\.(\d+)\.downsample\.(.*)$", downsample),
         *HEAD_KEY_RULES,
     ]
-    mapped, unmatched, origins = _map_keys(renamed, rules)
-    return finish_conversion(mapped, model, "VMamba", unmatched, origins)
+    sd = unwrap_staged_checkpoint(checkpoint)
+    if not in_our_layout(sd):
+        sd = {legacy(k): v for k, v in sd.items()}
+    return convert_staged_checkpoint(sd, model, rules, "VMamba", drop_mismatched_head)
 
 
-def checkpoint_filter_fn(state_dict: Mapping[str, Any], model: nn.Module) -> dict[str, torch.Tensor]:
-    """timm ``pretrained_filter_fn``: released official ``.pth`` (or its state dict) -> our keys."""
-    return convert_vmamba_checkpoint(state_dict, model)
+def checkpoint_filter_fn(state_dict: Mapping[str, Any], model: nn.Module) -> ConvertedStateDict:
+    """timm ``pretrained_filter_fn``: released official ``.pth`` (or its state dict) -> our keys; a
+    classifier of another size is dropped (timm discards it when ``num_classes`` differs)."""
+    return convert_vmamba_checkpoint(state_dict, model, drop_mismatched_head=True)
 
 
 # ----------------------------------------------------------------------------- timm registration
-def create_staged_model(cls: type, variant: str, pretrained: bool, filter_fn: Callable, **kwargs: Any) -> nn.Module:
-    """``build_model_with_cfg`` for a ``StagedSSMModel`` family; with ``features_only`` the stages get
-    the per-stage out-norms of the official backbones (Backbone_VSSM / Backbone_EfficientVSSM)."""
-    if kwargs.get("features_only", False):
-        kwargs.setdefault("out_norms", True)
-    out_indices = kwargs.pop("out_indices", (0, 1, 2, 3))
-    return build_model_with_cfg(
-        cls,
-        variant,
-        pretrained,
-        pretrained_filter_fn=filter_fn,
-        feature_cfg=dict(out_indices=out_indices, feature_cls="getter"),
-        **kwargs,
-    )
-
-
 def _create_vmamba(variant: str, pretrained: bool = False, **kwargs: Any) -> VMamba:
     return create_staged_model(VMamba, variant, pretrained, checkpoint_filter_fn, **kwargs)
 
 
-def _cfg(first_conv: str, **kwargs: Any) -> dict[str, Any]:
-    return {
-        "url": "",
-        "num_classes": 1000,
-        "input_size": (3, 224, 224),
-        "pool_size": (7, 7),
-        "crop_pct": 0.875,  # official eval: resize 256 (bicubic), center crop 224
-        "interpolation": "bicubic",
-        "mean": IMAGENET_DEFAULT_MEAN,
-        "std": IMAGENET_DEFAULT_STD,
-        "first_conv": first_conv,
-        "classifier": "head.fc",
-        "license": "mit",
-        "paper_ids": "arXiv:2401.10166",
-        "origin_url": "https://github.com/MzeroMiko/VMamba",
-        **kwargs,
-    }
+def _cfg(first_conv: str) -> dict[str, Any]:
+    return staged_cfg(first_conv, license="mit", paper_ids="arXiv:2401.10166",
+                      origin_url="https://github.com/MzeroMiko/VMamba")
 
 
 default_cfgs = generate_default_cfgs({

@@ -1,0 +1,150 @@
+"""HyMamba speed and memory against the MONAI networks a user would pick instead (issue 12, item 8).
+
+Forward (no grad) and forward+backward time and peak memory at 96^3, batch 2, bf16 autocast, 14 classes:
+HyMamba (official preset) with the official raster scan and with the six-route tri6 scan, MONAI SwinUNETR
+(feature_size 48) and SegResNet (init_filters 32). Before timing, HyMamba-tri6's output with the Triton scan is
+checked against the same network on the PyTorch reference scan. Target: HyMamba's training step <= SwinUNETR's.
+
+    python benchmarks/bench_medical_gpu.py                               # H200: about 1 minute
+    python benchmarks/bench_medical_gpu.py --quick --device cpu --out /tmp/bench_medical.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from ssm_apps.medical.hymamba import create_hymamba
+
+
+def build(name: str, size: int, quick: bool, classes: int) -> torch.nn.Module:
+    from monai.networks.nets import SegResNet, SwinUNETR
+
+    tiny = dict(channels=(4, 8, 8, 16, 24), depths=(1, 1, 1, 1, 1), exp_r=(2, 2, 2, 2, 2), depth=1) if quick else {}
+    if name == "hymamba_raster":
+        return create_hymamba("hymamba_official", img_size=size, out_channels=classes, scan="raster", **tiny)
+    if name == "hymamba_tri6":
+        return create_hymamba("hymamba_official", img_size=size, out_channels=classes, scan="tri6", **tiny)
+    if name == "swin_unetr":
+        return SwinUNETR(in_channels=1, out_channels=classes, feature_size=12 if quick else 48, spatial_dims=3)
+    if name == "segresnet":
+        return SegResNet(spatial_dims=3, in_channels=1, out_channels=classes, init_filters=8 if quick else 32)
+    raise ValueError(name)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_it(fn, device: torch.device, warmup: int, iters: int) -> float:
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    t = time.perf_counter()
+    for _ in range(iters):
+        fn()
+    sync(device)
+    return (time.perf_counter() - t) / iters * 1000.0
+
+
+def bench(model: torch.nn.Module, x: torch.Tensor, device: torch.device, warmup: int, iters: int) -> dict:
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+    model.to(device).train()
+
+    def fwd():
+        with torch.no_grad(), amp:
+            model(x)
+
+    def step():
+        with amp:
+            out = model(x)
+        out.float().mean().backward()
+
+    row = {"parameters": sum(p.numel() for p in model.parameters())}
+    for key, fn in (("fwd_ms", fwd), ("fwd_bwd_ms", step)):
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(device)
+        row[key] = round(time_it(fn, device, warmup, iters), 2)
+        if device.type == "cuda":
+            row[key.replace("_ms", "_peak_gib")] = round(torch.cuda.max_memory_allocated(device) / 2 ** 30, 2)
+    model.zero_grad(set_to_none=True)
+    model.cpu()
+    return row
+
+
+def check_tri6(device: torch.device, quick: bool) -> float:
+    """Max |difference| of HyMamba-tri6 logits: default backend (Triton on CUDA) vs the PyTorch reference scan."""
+    torch.manual_seed(0)
+    size = 32
+    model = create_hymamba("hymamba_tiny", img_size=size, out_channels=3, scan="tri6").to(device).eval()
+    ref = create_hymamba("hymamba_tiny", img_size=size, out_channels=3, scan="tri6", scan_backend="ref").to(device).eval()
+    ref.load_state_dict(model.state_dict())
+    x = torch.randn(1, 1, size, size, size, device=device)
+    with torch.no_grad():
+        return float((model(x) - ref(x)).abs().max())
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--out", default="benchmarks/results/bench_medical_gpu.json")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--quick", action="store_true", help="tiny networks at 32^3, batch 1 (CPU smoke test)")
+    p.add_argument("--size", type=int, default=96)
+    p.add_argument("--batch", type=int, default=2)
+    p.add_argument("--iters", type=int, default=10)
+    p.add_argument("--models", default="hymamba_raster,hymamba_tri6,swin_unetr,segresnet")
+    args = p.parse_args(argv)
+    device = torch.device(args.device)
+    size, batch = (32, 1) if args.quick else (args.size, args.batch)
+    warmup, iters = (1, 1) if args.quick else (3, args.iters)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or "cpu")
+    result = {"device": name, "torch": torch.__version__, "size": size, "batch": batch, "classes": 14,
+              "dtype": "bf16 autocast" if device.type == "cuda" else "float32", "rows": {}}
+    err = check_tri6(device, args.quick)
+    result["tri6_default_vs_ref_max_abs"] = err
+    ok = err < 1e-3
+    print(f"HyMamba tri6: default scan backend vs reference, max |diff| {err:.2e} ({'ok' if ok else 'MISMATCH'})")
+    for model_name in args.models.split(","):
+        torch.manual_seed(0)
+        # SwinUNETR needs >= 2 voxels per axis at 1/32 (its instance norms), so the smoke test runs it at 64^3
+        s = 64 if args.quick and model_name == "swin_unetr" else size
+        x = torch.randn(batch, 1, s, s, s, device=device)
+        try:
+            result["rows"][model_name] = bench(build(model_name, s, args.quick, 14), x, device, warmup, iters)
+        except Exception as e:  # noqa: BLE001 - report the failing row, keep the others
+            result["rows"][model_name] = {"error": f"{type(e).__name__}: {e}"}
+            ok = False
+    print(f"\n== medical 3-D networks, {size}^3, batch {batch}, {result['dtype']}, {name} ==")
+    print(f"{'model':16s} {'params (M)':>10s} {'fwd ms':>8s} {'fwd+bwd ms':>11s} {'peak fwd GiB':>12s} {'peak step GiB':>13s}")
+    for model_name, r in result["rows"].items():
+        if "error" in r:
+            print(f"{model_name:16s} ERROR {r['error']}")
+            continue
+        print(f"{model_name:16s} {r['parameters'] / 1e6:10.2f} {r['fwd_ms']:8.1f} {r['fwd_bwd_ms']:11.1f} "
+              f"{r.get('fwd_peak_gib', float('nan')):12.2f} {r.get('fwd_bwd_peak_gib', float('nan')):13.2f}")
+    rows = result["rows"]
+    if all("fwd_bwd_ms" in rows.get(k, {}) for k in ("hymamba_raster", "swin_unetr")):
+        result["hymamba_step_le_swin"] = rows["hymamba_raster"]["fwd_bwd_ms"] <= rows["swin_unetr"]["fwd_bwd_ms"]
+        print(f"HyMamba (raster) training step <= SwinUNETR's: {result['hymamba_step_le_swin']}")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    print(f"JSON: {out}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,66 @@
+"""Backend selection shared by every kernel family: one Triton check, one interpreter check.
+
+``pick_backend`` is the only place that turns a user's ``backend=`` argument into the backend that
+runs; ``device_guard`` is the context every Triton host launch runs under.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Sequence
+
+import torch
+
+
+def interpreting() -> bool:
+    """True when Triton runs its interpreter (``TRITON_INTERPRET=1``, the CPU tests)."""
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def triton_available(device: torch.device) -> bool:
+    """True when the Triton backend can run on ``device`` (a CUDA device with triton installed)."""
+    if device.type != "cuda":
+        return False
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def pick_backend(fn: str, backend: object, device: torch.device, allowed: Sequence[str]) -> str:
+    """The backend a call runs on.
+
+    Args:
+        fn: the public function's name, for error messages.
+        backend: the caller's choice: one of ``allowed``, or None for "triton" where
+            ``triton_available(device)`` holds and "torch" otherwise.
+        device: the device of the call's tensors.
+        allowed: the backends the function implements.
+
+    Returns:
+        The backend name.
+
+    Raises:
+        ValueError: ``backend`` is not one of ``allowed``.
+        RuntimeError: "triton" was asked for where it cannot run.
+    """
+    if backend is None:
+        return "triton" if triton_available(device) else "torch"
+    if backend not in allowed:
+        raise ValueError(f"{fn}: argument 'backend' must be one of {tuple(allowed)} or None; got {backend!r}")
+    if backend == "triton" and not triton_available(device):
+        raise RuntimeError(f"{fn}: backend 'triton' needs a CUDA tensor and triton installed; got device {device}")
+    return backend  # type: ignore[return-value]
+
+
+def device_guard(device: torch.device) -> contextlib.AbstractContextManager:
+    """The context a Triton launch on ``device``'s tensors runs under.
+
+    ``torch.cuda.device(device)`` for a CUDA device, so that kernels are launched on (and their
+    autotuning benchmarked on) the tensors' GPU whatever the current device is; a no-op for the
+    CPU tensors of the Triton interpreter.
+    """
+    if device.type == "cuda":
+        return torch.cuda.device(device)
+    return contextlib.nullcontext()

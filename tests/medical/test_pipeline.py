@@ -1,0 +1,130 @@
+"""MedicalDataModule errors, the schedules, a short real-CT fit with a Dice bound, checkpoint reload and NIfTI
+prediction read back with nibabel."""
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from ssm_apps.medical import (
+    MedicalDataModule,
+    MedicalPretrainTask,
+    MedicalSegmentationTask,
+    NiftiPredictionWriter,
+)
+from ssm_apps.medical.task import lr_wd_at
+from tests.helpers import shared_path
+
+TINY = {"channels": [4, 8, 8, 16, 24], "depths": [1, 1, 1, 1, 1], "exp_r": [2, 2, 2, 2, 2], "depth": 1}
+
+
+def _nifti(path, data, affine=None):
+    nib.save(nib.Nifti1Image(np.asarray(data), np.eye(4) if affine is None else affine), str(path))
+    return str(path)
+
+
+@pytest.fixture()
+def pair(tmp_path):
+    img = _nifti(tmp_path / "img.nii.gz", np.random.rand(20, 20, 20).astype(np.float32))
+    lab = np.zeros((20, 20, 20), np.uint8)
+    lab[5:10, 5:10, 5:10] = 2
+    return tmp_path, img, _nifti(tmp_path / "lab.nii.gz", lab)
+
+
+def _setup(**kw):
+    dm = MedicalDataModule(pixdim=None, roi_size=(16, 16, 16), **kw)
+    dm.setup("fit")
+    return dm
+
+
+def test_data_errors_name_the_file(pair):
+    tmp, img, lab = pair
+    with pytest.raises(FileNotFoundError, match="missing.nii.gz"):
+        MedicalDataModule(train=[{"image": img, "label": str(tmp / "missing.nii.gz")}])
+    bad = _nifti(tmp / "shape.nii.gz", np.zeros((20, 20, 19), np.uint8))
+    with pytest.raises(ValueError, match="shape.nii.gz.*spatial shape"):
+        _setup(train=[{"image": img, "label": bad}])
+    moved = np.eye(4)
+    moved[0, 3] = 5.0
+    bad = _nifti(tmp / "affine.nii.gz", np.ones((20, 20, 20), np.uint8), moved)
+    with pytest.raises(ValueError, match="affine.nii.gz.*affine"):
+        _setup(train=[{"image": img, "label": bad}])
+    bad = _nifti(tmp / "float.nii.gz", np.full((20, 20, 20), 0.5, np.float32))
+    with pytest.raises(ValueError, match="float.nii.gz.*non-integer"):
+        _setup(train=[{"image": img, "label": bad}])
+    with pytest.raises(ValueError, match=r"lab.nii.gz.*\[0, 2\]"):
+        _setup(train=[{"image": img, "label": lab}], num_classes=2)
+    with pytest.raises(ValueError, match="lab.nii.gz.*no foreground"):
+        _setup(train=[{"image": img, "label": lab}], labels=[7])
+    dm = _setup(train=[{"image": img, "label": lab}], labels=[2], num_samples=3)
+    crops = dm.datasets["train"][0]
+    assert len(crops) == 3 and crops[0]["image"].shape == (1, 16, 16, 16)
+    assert set(torch.unique(crops[0]["label"]).tolist()) <= {0, 1}
+
+
+def test_decathlon_datalist(pair, tmp_path):
+    _, img, _ = pair
+    (tmp_path / "dataset.json").write_text(
+        '{"training": [{"image": "img.nii.gz", "label": "lab.nii.gz"}], "validation": '
+        '[{"image": "img.nii.gz", "label": "lab.nii.gz"}]}')
+    dm = MedicalDataModule(datalist=str(tmp_path / "dataset.json"), pixdim=None, roi_size=(16, 16, 16))
+    assert dm.items["train"][0]["image"] == img and len(dm.items["val"]) == 1
+
+
+def test_official_schedules():
+    total, warm = 100, 10
+    lr0, wd0 = lr_wd_at(0, total, 1e-4, 1e-7, warm, 0.005, 0.04, 0.2)
+    assert math.isclose(lr0, 0.005e-4) and math.isclose(wd0, 0.04)
+    assert math.isclose(lr_wd_at(warm, total, 1e-4, 1e-7, warm, 0.005, 0.04, 0.2)[0], 1e-4)
+    lr_end, wd_end = lr_wd_at(total - 1, total, 1e-4, 1e-7, warm, 0.005, 0.04, 0.2)
+    assert math.isclose(lr_end, 1e-7) and math.isclose(wd_end, 0.2)
+    task = MedicalPretrainTask({"img_size": 32, "decoder_width": 32, **TINY})
+    assert math.isclose(task.hparams.min_lr, 1e-7)  # official: 0.001 * lr
+    groups = task.configure_optimizers().param_groups
+    no_decay = {id(p) for p in groups[1]["params"]}
+    assert id(task.model.A_interpolation) in no_decay and id(task.model.mamba_mask_token) in no_decay
+
+
+def test_fit_real_ct_reload_and_predict_nifti(tmp_path):
+    ts = shared_path("data", "medical3d", "totalsegmentator")
+    ct, seg = str(ts / "example_ct.nii.gz"), str(ts / "example_seg_fast_force_split.nii.gz")
+    torch.manual_seed(0)
+    # a crop of the real CT at 6 mm: liver (5) vs background; train and score on the same volume
+    dm = MedicalDataModule(train=[{"image": ct, "label": seg}], val=[{"image": ct, "label": seg}],
+                           predict=[{"image": ct}], labels=[5], pixdim=(8.0, 8.0, 8.0), roi_size=(32, 32, 32),
+                           num_samples=2, pos=3.0, neg=1.0)
+    task = MedicalSegmentationTask("hymamba_tiny", TINY, num_classes=2, class_names=["liver"], lr=1e-2,
+                                   min_lr=1e-3, warmup_steps=1, roi_size=(32, 32, 32), sw_batch_size=8,
+                                   overlap=0.25)
+    trainer = L.Trainer(max_steps=25, accelerator="cpu", logger=False, enable_progress_bar=False,
+                        num_sanity_val_steps=0, check_val_every_n_epoch=1000, default_root_dir=str(tmp_path),
+                        enable_model_summary=False)
+    trainer.fit(task, dm)
+    dice = trainer.validate(task, dm, verbose=False)[0]["val_dice_liver"]
+    assert dice > 0.5, dice  # a constant / empty prediction scores 0 (or the liver's volume fraction ~0.06)
+    ckpt = tmp_path / "task.ckpt"
+    trainer.save_checkpoint(ckpt)
+    reloaded = MedicalSegmentationTask.load_from_checkpoint(ckpt)
+    x = torch.rand(1, 1, 32, 32, 32)
+    assert torch.equal(reloaded.eval()(x), task.eval()(x))
+    writer = NiftiPredictionWriter(str(tmp_path / "pred"))
+    L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, callbacks=[writer],
+              default_root_dir=str(tmp_path)).predict(reloaded, dm, return_predictions=False)
+    src, out = nib.load(ct), nib.load(str(writer.written[0]))
+    assert out.shape == src.shape and np.allclose(out.affine, src.affine)
+    assert out.header.get_zooms() == src.header.get_zooms() and out.header["qform_code"] == src.header["qform_code"]
+    pred = np.asarray(out.dataobj)
+    liver = np.asarray(nib.load(seg).dataobj) == 5
+    assert set(np.unique(pred)) <= {0, 1}
+    assert 2 * (liver & (pred == 1)).sum() / (liver.sum() + (pred == 1).sum()) > 0.4  # on the original grid
+    # pre-training checkpoint -> encoder weights for fine-tuning, reporting the loaded keys
+    pre = MedicalPretrainTask({"img_size": 32, "decoder_width": 32, **TINY})
+    torch.save({"state_dict": {f"model.{k}": v for k, v in pre.model.state_dict().items()}}, tmp_path / "pre.ckpt")
+    ft = MedicalSegmentationTask("hymamba_tiny", TINY, num_classes=2, roi_size=(32, 32, 32),
+                                 pretrained=str(tmp_path / "pre.ckpt"))
+    assert len(ft.loaded_keys) == len(ft.model.encoder.state_dict()) - 1  # all but the recomputed sin-cos table
+    assert torch.equal(ft.model.encoder.stem.weight, pre.model.encoder.stem.weight)
