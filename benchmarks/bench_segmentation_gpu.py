@@ -11,7 +11,9 @@ both neighbourhood-attention backends ("torch" gathers, "flex" = compiled flex_a
 * GFLOPs at 512x512 (ADE20K heads, 150 classes) counted as the official ``get_flops.py`` does: fvcore
   multiply-accumulates (``torch.utils.flop_counter`` flops / 2) for convs / matmuls / NA (the gather
   backend's matmuls: k^2 * head_dim per query for q.k and for a.v, as NATTEN's handles), plus
-  9*B*L*D*N + B*D*L per selective scan (D = routes x channels), against the paper (T 6.2, S 25.3 GFLOPs).
+  9*B*L*D*N + B*D*L per selective scan (D = routes x channels) and the SSM projections counted in the
+  official low-rank form (``scan_macs``), against the paper (T 6.2, S 25.3 GFLOPs). fvcore also counts
+  norms / upsampling / pooling, which torch's counter does not (a few percent).
 * Module profile of a SegMAN-S training step (512x512, batch 8): every NA and scan call of one step is
   recorded and replayed alone (forward + backward), its share of the whole step reported (target < 30%).
 
@@ -24,6 +26,7 @@ import argparse
 import contextlib
 import functools
 import json
+import math
 import re
 import sys
 import time
@@ -36,11 +39,11 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import ssm_apps.layers.ss2d as ss2d_module
-import ssm_apps.vision.segman as segman_module
-from ssm_apps.layers.neighborhood_attention import neighborhood_attention_2d
-from ssm_apps.vision.segman import SEGMAN_ADE_DECODERS, LASSMixer
-from ssm_apps.vision.segmentation import SegmentationModel
+import ssm_apps.layers.ss2d as ss2d_module  # noqa: E402
+import ssm_apps.vision.segman as segman_module  # noqa: E402
+from ssm_apps.layers.neighborhood_attention import neighborhood_attention_2d  # noqa: E402
+from ssm_apps.vision.segman import SEGMAN_ADE_DECODERS, LASSMixer  # noqa: E402
+from ssm_apps.vision.segmentation import SegmentationModel  # noqa: E402
 
 PAPER_GFLOPS = {"segman_t": 6.2, "segman_s": 25.3, "segman_b": 58.1}
 TINY_SEGMAN = {"embed_dims": (16, 32, 48, 64), "depths": (1, 1, 1, 1), "num_heads": (1, 2, 3, 4),
@@ -114,9 +117,19 @@ def bench_model(model, x, device, warmup, iters) -> dict:
 
 
 def scan_macs(x: torch.Tensor, A: torch.Tensor) -> int:
-    b, _c, h, w = x.shape
-    d, n = A.shape  # d = routes x channels
-    return 9 * b * h * w * d * n + b * d * h * w
+    """The official count of one scan call, plus the official/ours difference of its projections.
+
+    Official: 9*B*L*D*N + B*D*L (D = K routes x C channels). Our SSMs fold the low-rank dt projection
+    into one dense (K, C, C) matrix per route (faster on GPUs); the official code runs x_proj
+    (C -> R + 2N) and dt_proj (R -> C) per route, R = ceil(C / 16). FlopCounterMode has counted ours
+    (B*L*K*(C*C + 2N*C) + the K*C*R*C weight product), so the difference to the official is added.
+    """
+    b, c, h, w = x.shape
+    d, n = A.shape
+    k, L, r = d // c, h * w, math.ceil(c / 16)
+    official_proj = b * L * k * (c * (r + 2 * n) + r * c)
+    our_proj = b * L * k * (c * c + 2 * n * c) + k * c * r * c
+    return 9 * b * L * d * n + b * d * L + official_proj - our_proj
 
 
 def count_gflops(model: torch.nn.Module, size: tuple[int, int], device: str) -> float:
@@ -183,7 +196,8 @@ def na_check(device: str, quick: bool) -> list[dict]:
         if "flex" in outs:
             row["max_abs_diff_fwd"] = (outs["flex"] - outs["torch"]).abs().max().item()
             row["max_rel_diff_grad"] = max(
-                ((a - b).abs().max() / b.abs().max().clamp(min=1e-6)).item() for a, b in zip(grads["flex"], grads["torch"])
+                ((a - b).abs().max() / b.abs().max().clamp(min=1e-6)).item()
+                for a, b in zip(grads["flex"], grads["torch"])
             )
         rows.append(row)
     return rows
@@ -253,7 +267,8 @@ def main(argv: list[str] | None = None) -> int:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     iters, warmup = (2, 1) if args.quick else (args.iters, 3)
-    inputs = [((96, 96), 2)] if args.quick else [((512, 512), 8), ((1024, 2048), 1)]
+    # batch 2 at 1024x2048: the decoders' global-pool BatchNorm cannot train on one 1x1 value per channel
+    inputs = [((96, 96), 2)] if args.quick else [((512, 512), 8), ((1024, 2048), 2)]
     models = ["segman_t", "segman_s", "vmamba_t_upernet", "convnext_t_upernet"]
     failures = 0
     result: dict = {"device": name, "torch": torch.__version__, "rows": [], "gflops": {}, "na_check": [],
@@ -263,7 +278,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             model = build(mname, args.quick).to(device)
             params = sum(p.numel() for p in model.parameters())
-            result["gflops"][mname] = {"gflops_512": count_gflops(model, (96, 96) if args.quick else (512, 512), device),
+            flop_size = (96, 96) if args.quick else (512, 512)
+            result["gflops"][mname] = {"gflops_512": count_gflops(model, flop_size, device),
                                        "paper": PAPER_GFLOPS.get(mname), "params_m": params / 1e6}
         except Exception as e:  # noqa: BLE001
             traceback.print_exc()
@@ -303,7 +319,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nDevice: {name}\n")
     print(f"{'model':<20} {'NA':<6} {'input':<14} {'fwd ms':>8} {'fwd img/s':>10} {'fwd GB':>7} "
           f"{'train ms':>9} {'train img/s':>11} {'train GB':>8}")
-    fmt = lambda v, f: "-" if v is None else format(v, f)
+    def fmt(v, f):
+        return "-" if v is None else format(v, f)
     for r in result["rows"]:
         if "error" in r:
             print(f"{r['model']:<20} {r['na']:<6} {r['input']:<14} ERROR {r['error']}")

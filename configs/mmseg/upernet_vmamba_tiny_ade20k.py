@@ -8,9 +8,11 @@ custom_imports = {"imports": ["ssm_apps.integrations.mmseg_autoregister"], "allo
 norm_cfg = {"type": "SyncBN", "requires_grad": True}
 model = {
     "type": "EncoderDecoder",
-    "backbone": {"type": "VMambaBackbone", "arch": "vmamba_tiny_s1l8", "out_indices": (0, 1, 2, 3), "drop_path_rate": 0.2},
+    "backbone": {"type": "VMambaBackbone", "arch": "vmamba_tiny_s1l8", "out_indices": (0, 1, 2, 3),
+                 "drop_path_rate": 0.2},
     "decode_head": {
-        "type": "UperNetHead", "in_channels": [96, 192, 384, 768], "in_index": [0, 1, 2, 3], "pool_scales": (1, 2, 3, 6),
+        "type": "UperNetHead", "in_channels": [96, 192, 384, 768], "in_index": [0, 1, 2, 3],
+        "pool_scales": (1, 2, 3, 6),
         "channels": 512, "dropout_ratio": 0.1, "num_classes": 150, "norm_cfg": norm_cfg, "align_corners": False,
         "loss_decode": {"type": "CrossEntropyLoss", "use_sigmoid": False, "loss_weight": 1.0},
     },

@@ -52,7 +52,8 @@ class _TimmBackbone(nn.Module):
         import ssm_apps.vision  # noqa: F401  (registers our timm models)
 
         if self.prefix and not arch.startswith(self.prefix):
-            raise ValueError(f"{type(self).__name__}: arch must be a timm name starting with {self.prefix!r}; got {arch!r}")
+            raise ValueError(
+                f"{type(self).__name__}: arch must be a timm name starting with {self.prefix!r}; got {arch!r}")
         self.model = timm.create_model(arch, pretrained=pretrained, features_only=True, out_indices=tuple(out_indices),
                                        **kwargs)
 

@@ -197,7 +197,10 @@ def _block_mask(height: int, width: int, kernel_size: int, device: torch.device)
         return (ki >= si) & (ki < si + k) & (kj >= sj) & (kj < sj + k)
 
     n = height * width
-    return create_block_mask(clamped_window, B=None, H=None, Q_LEN=n, KV_LEN=n, device=str(device))
+    # _compile: build the block mask tile by tile instead of materialising the dense (n, n) mask
+    # (a 256 x 512 stage-1 grid would need 128 GiB); eager on CPU
+    return create_block_mask(clamped_window, B=None, H=None, Q_LEN=n, KV_LEN=n, device=str(device),
+                             _compile=device.type == "cuda")
 
 
 @functools.lru_cache(maxsize=1)
@@ -262,7 +265,8 @@ def neighborhood_attention_2d(
         for name, t in (("k", k), ("v", v)):
             if t.shape != q.shape:
                 raise ValueError(
-                    f"neighborhood_attention_2d: '{name}' must have the shape of 'q' {tuple(q.shape)}; got {tuple(t.shape)}"
+                    f"neighborhood_attention_2d: '{name}' must have the shape of 'q' {tuple(q.shape)}; "
+                    f"got {tuple(t.shape)}"
                 )
         _check_kernel("neighborhood_attention_2d", kernel_size, q.shape[2], q.shape[3])
         if rpb is not None and tuple(rpb.shape) != (q.shape[1], 2 * kernel_size - 1, 2 * kernel_size - 1):

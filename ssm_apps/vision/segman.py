@@ -112,8 +112,9 @@ class CrossScanSSM(nn.Module):
         dt_weight = torch.bmm(self.dt_projs_weight, self.x_proj_weight[:, :R]).to(x.dtype)  # (K, C, C)
         bc_weight = self.x_proj_weight[:, R:].to(x.dtype)  # (K, 2N, C)
         flat = x.reshape(b, c, h * w)
-        dts = torch.matmul(dt_weight.reshape(K * c, c), flat).view(b, K, c, h, w)
-        bc = torch.matmul(bc_weight.reshape(K * 2 * N, c), flat).view(b, K, 2 * N, h, w)
+        # .to(x.dtype): under autocast the matmuls may return another dtype than x
+        dts = torch.matmul(dt_weight.reshape(K * c, c), flat).view(b, K, c, h, w).to(x.dtype)
+        bc = torch.matmul(bc_weight.reshape(K * 2 * N, c), flat).view(b, K, 2 * N, h, w).to(x.dtype)
         return selective_scan_2d(
             x, dts, -torch.exp(self.A_logs.float()), bc[:, :, :N].contiguous(), bc[:, :, N:].contiguous(),
             D=self.Ds.float(), delta_bias=self.dt_projs_bias.float().reshape(-1), delta_softplus=True,
@@ -140,7 +141,8 @@ class RoPE2d(nn.Module):
         rows = torch.arange(height, device=self.angle.device, dtype=self.angle.dtype)[:, None] * self.angle
         cols = torch.arange(width, device=self.angle.device, dtype=self.angle.dtype)[:, None] * self.angle
         half = self.angle.numel()
-        theta = torch.cat([rows[:, None, :].expand(height, width, half), cols[None, :, :].expand(height, width, half)], -1)
+        theta = torch.cat([rows[:, None, :].expand(height, width, half),
+                           cols[None, :, :].expand(height, width, half)], -1)
         return theta.sin(), theta.cos()
 
 
@@ -403,11 +405,12 @@ class SegMANEncoder(nn.Module):
         scan_backend: str | None = None,
     ):
         super().__init__()
-        lists = {"embed_dims": embed_dims, "num_heads": num_heads, "kernel_sizes": kernel_sizes, "mlp_ratios": mlp_ratios,
-                     "layerscales": layerscales}
+        lists = {"embed_dims": embed_dims, "num_heads": num_heads, "kernel_sizes": kernel_sizes,
+                 "mlp_ratios": mlp_ratios, "layerscales": layerscales}
         for name, value in lists.items():
             if len(value) != len(depths):
-                raise ValueError(f"SegMANEncoder: '{name}' needs {len(depths)} entries (one per stage); got {list(value)}")
+                raise ValueError(
+                    f"SegMANEncoder: '{name}' needs {len(depths)} entries (one per stage); got {list(value)}")
         img = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
         self.in_chans, self.num_classes = in_chans, num_classes
         self.embed_dims, self.depths, self.kernel_sizes = [int(d) for d in embed_dims], list(depths), list(kernel_sizes)

@@ -21,7 +21,8 @@ class covers more than ``cat_max_ratio`` of it, horizontal flip (p 0.5), photome
 normalisation, padding to ``crop_size`` (image 0, mask ``ignore_index``). Validation / test /
 predict: the image resized to ``eval_scale`` (keeping the aspect ratio, as mmseg's test ``Resize``;
 None = full resolution) and normalised, the mask at its original size (the task pads to
-``size_divisor`` or slides a window, and resizes the logits to the mask). Batches are dicts ``{"image": (B, 3, H, W) float, "mask": (B, H, W) int64,
+``size_divisor`` or slides a window, and resizes the logits to the mask).
+Batches are dicts ``{"image": (B, 3, H, W) float, "mask": (B, H, W) int64,
 "path": [str]}``; evaluation batches of differently sized images need ``eval_batch_size`` 1.
 """
 from __future__ import annotations

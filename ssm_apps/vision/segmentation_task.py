@@ -27,8 +27,8 @@ import torch
 import torch.nn.functional as F
 from torchmetrics.classification import MulticlassConfusionMatrix
 
-from .segmentation import SegmentationModel
 from ..training.optim import param_groups_weight_decay
+from .segmentation import SegmentationModel
 
 __all__ = ["SegmentationTask", "iou_from_confusion", "poly_warmup_factor"]
 

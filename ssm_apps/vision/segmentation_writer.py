@@ -56,7 +56,8 @@ class SegmentationPredictionWriter(BasePredictionWriter):
         num_classes = int(pl_module.hparams.num_classes)
         palette = self.palette if self.palette is not None else default_palette(num_classes)
         if len(palette) < num_classes:
-            raise ValueError(f"SegmentationPredictionWriter: palette has {len(palette)} colours for {num_classes} classes")
+            raise ValueError(
+                f"SegmentationPredictionWriter: palette has {len(palette)} colours for {num_classes} classes")
         for pred, path in zip(prediction["pred"], prediction["path"]):
             index = pred.cpu().numpy()
             stem = Path(path).stem

@@ -173,7 +173,8 @@ class StagedSSMModel(nn.Module):
         self.num_classes = num_classes
         if global_pool is not None:
             self.global_pool = global_pool
-        self.head.reset(num_classes, pool_type=global_pool, in_features=self.num_features)
+        # a new head rather than ClassifierHead.reset(in_features=...), which older timm releases lack
+        self.head = ClassifierHead(self.num_features, num_classes, pool_type=self.global_pool, drop_rate=self.drop_rate)
 
     def _check_input(self, x: torch.Tensor) -> None:
         check_image_input(type(self).__name__, x, self.in_chans)

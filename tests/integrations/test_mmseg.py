@@ -76,3 +76,59 @@ def test_configs_build_and_match_ours(models):
     eff = models.build({"type": "EfficientVMambaBackbone", "arch": "efficientvmamba_tiny", "dims": 16, "depths": (1, 1, 1, 1)})
     with torch.no_grad():
         assert [f.shape[1] for f in eff.eval()(x)] == [16, 32, 64, 128]
+
+
+def _stub_mmcv_ext():
+    """mmcv-lite has no compiled ops; mmseg.models imports mmcv.ops at import time only to bind them.
+    A throwaway module whose ops raise when called lets mmseg's pure-PyTorch heads load."""
+    import importlib.util
+    import sys
+    import types
+
+    if "mmcv._ext" in sys.modules or importlib.util.find_spec("mmcv._ext") is not None:
+        return
+    ext = types.ModuleType("mmcv._ext")
+    ext.__file__ = "mmcv_ext_stub"
+
+    def getattr_(name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+
+        def missing(*args, **kwargs):
+            raise RuntimeError(f"mmcv compiled op {name} is not available (mmcv-lite)")
+        return missing
+
+    ext.__getattr__ = getattr_
+    sys.modules["mmcv._ext"] = ext
+
+
+def test_upernet_and_fcn_heads_equal_mmseg_uperhead_fcnhead():
+    """The oracle: mmseg 1.2.2's own UPerHead / FCNHead with the same (random) weights, strict keys."""
+    _stub_mmcv_ext()
+    from mmseg.models.decode_heads import FCNHead as MMFCNHead
+    from mmseg.models.decode_heads import UPerHead
+
+    from ssm_apps.vision.segmentation_heads import FCNHead, UperNetHead
+
+    g = torch.Generator().manual_seed(0)
+    inc = [16, 32, 64, 128]
+    bn = {"type": "BN", "requires_grad": True}
+    pairs = [
+        (UPerHead(in_channels=inc, in_index=[0, 1, 2, 3], pool_scales=(1, 2, 3, 6), channels=32, dropout_ratio=0.1,
+                  num_classes=7, norm_cfg=bn, align_corners=False), UperNetHead(inc, 32, 7)),
+        (MMFCNHead(in_channels=64, in_index=2, channels=16, num_convs=1, concat_input=False, dropout_ratio=0.1,
+                   num_classes=7, norm_cfg=bn, align_corners=False), FCNHead(64, 16, 7, num_convs=1, in_index=2)),
+    ]
+    feats = [torch.randn(2, c, 64 // 2**i, 80 // 2**i, generator=g) for i, c in enumerate(inc)]
+    for ref, ours in pairs:
+        sd = {}
+        for k, v in ref.state_dict().items():
+            if v.is_floating_point():
+                v = torch.randn(v.shape, generator=g) * 0.5
+                v = v.abs() + 0.5 if k.endswith("running_var") else v
+            sd[k] = v
+        ref.load_state_dict(sd)
+        ours.load_state_dict(sd, strict=True)
+        ref.eval(), ours.eval()
+        with torch.no_grad():
+            torch.testing.assert_close(ours(feats), ref(feats), atol=1e-5, rtol=1e-5)

@@ -92,7 +92,10 @@ def test_parameter_counts_equal_official(variant, encoder, segmentor_total, deco
     with torch.device("meta"):
         enc = timm.create_model(f"segman_encoder_{variant}")
         seg = SegMAN(f"segman_encoder_{variant}", dict(num_classes=150, **SEGMAN_ADE_DECODERS[variant]))
-    count = lambda m: sum(p.numel() for p in m.parameters())
+
+    def count(m):
+        return sum(p.numel() for p in m.parameters())
+
     assert count(enc) == encoder
     assert count(seg) == segmentor_total
     assert count(seg.decoder) == decoder
