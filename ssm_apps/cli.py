@@ -26,10 +26,10 @@ from __future__ import annotations
 
 import ast
 import sys
+from collections.abc import Callable
 from importlib import metadata, resources
 from importlib.util import find_spec
 from pathlib import Path
-from typing import Callable
 
 __all__ = ["COMMANDS_GROUP", "TRAINING_COMMANDS", "command_table", "configs_root", "main"]
 

@@ -129,7 +129,7 @@ class SSMAppsCLI(LightningCLI):
 
     # ------------------------------------------------------------------------------ arguments
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        parser.add_argument("--run_dir", type=Optional[str], default=None,
+        parser.add_argument("--run_dir", type=Optional[str], default=None,  # noqa: UP045 (a runtime type)
                             help="The run's folder (checkpoints/, logs/, predictions/). Default: "
                                  "runs/<config name>/<date-time>; with --ckpt_path <run>/checkpoints/X.ckpt: <run>.")
         parser.add_argument("--overwrite", type=bool, default=False,

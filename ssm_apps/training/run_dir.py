@@ -88,7 +88,7 @@ class RunDirLock:
         self.path = self.run_dir / LOCK_FILE
         self._fh: IO[str] | None = None
 
-    def acquire(self) -> "RunDirLock":
+    def acquire(self) -> RunDirLock:
         import fcntl
 
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -123,7 +123,7 @@ class RunDirLock:
     def held(self) -> bool:
         return self._fh is not None
 
-    def __enter__(self) -> "RunDirLock":
+    def __enter__(self) -> RunDirLock:
         return self.acquire()
 
     def __exit__(self, *exc: object) -> None:
