@@ -80,12 +80,14 @@ def command_table() -> dict[str, str]:
 
 def _summary(target: str) -> str:
     """The first docstring line of the module of ``target`` ("module:function"), read without importing it."""
-    module = target.split(":")[0]
-    try:
-        spec = find_spec(module)
-        if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+    top, *parts = target.split(":")[0].split(".")
+    try:  # only the top-level package is looked up: finding a submodule would import its parent packages
+        spec = find_spec(top)
+        if spec is None or not spec.submodule_search_locations:
             return ""
-        doc = ast.get_docstring(ast.parse(Path(spec.origin).read_text()))
+        base = Path(next(iter(spec.submodule_search_locations))).joinpath(*parts)
+        source = base.with_suffix(".py") if base.with_suffix(".py").is_file() else base / "__init__.py"
+        doc = ast.get_docstring(ast.parse(source.read_text()))
     except (ImportError, OSError, SyntaxError, ValueError):
         return ""
     return doc.strip().splitlines()[0] if doc else ""

@@ -10,6 +10,7 @@ import time
 from importlib import metadata
 
 import pytest
+import torch
 
 import ssm_apps.cli as cli
 from tests.helpers import REPO
@@ -134,9 +135,17 @@ def test_checkpoint_of_another_model_is_refused_before_running(tmp_path, monkeyp
     run = tmp_path / "run"
     assert cli.main(["fit", "--config", CONFIG, *FAST, "--run_dir", str(run)]) == 0
     capsys.readouterr()
-    _one_line_error(capsys, ["predict", "--config", CONFIG, *FAST, "--model.init_args.model.init_args.d_model", "16",
-                             "--ckpt_path", str(run / "checkpoints" / "last.ckpt")],
-                    f"{run / 'checkpoints' / 'last.ckpt'}: checkpoint of another model")
+    # the checkpoint's hyper-parameters rebuild the model it was saved from (LightningCLI), so "another model"
+    # is a state dict that does not fit those hyper-parameters: one tensor of another shape, one missing
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    state = ckpt["state_dict"]
+    first, second = list(state)[:2]
+    state[first] = torch.zeros(3, 3)
+    del state[second]
+    other = tmp_path / "other.ckpt"
+    torch.save(ckpt, other)
+    _one_line_error(capsys, ["predict", "--config", CONFIG, *FAST, "--ckpt_path", str(other)],
+                    f"{other}: checkpoint of another model")
 
 
 def test_tasks_and_data_modules_discoverable_and_short_names(tmp_path, monkeypatch, capsys):
