@@ -6,7 +6,7 @@ HyMamba (official preset) with the official raster scan and with the six-route t
 checked against the same network on the PyTorch reference scan. Target: HyMamba's training step <= SwinUNETR's.
 
     python benchmarks/bench_medical_gpu.py                               # H200: about 1 minute
-    python benchmarks/bench_medical_gpu.py --quick --device cpu --out /tmp/bench_medical.json
+    python benchmarks/bench_medical_gpu.py --quick --device cpu --out runs/bench_medical_smoke.json
 """
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ the figures that ship beside the weights.
 
     python benchmarks/train_codec_gpu.py --out runs/codec_r1                       # ~8 min on an H200
     python benchmarks/train_codec_gpu.py --resume runs/codec_r1 --out runs/codec_r2
-    python benchmarks/train_codec_gpu.py --quick --device cpu --out /tmp/codec_quick  # smoke test
+    python benchmarks/train_codec_gpu.py --quick --device cpu --out runs/codec_quick  # smoke test
 """
 
 from __future__ import annotations

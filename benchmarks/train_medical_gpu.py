@@ -12,7 +12,7 @@
     (pre-training steps + fine-tuning steps = scratch steps), plus pre-training + a full fine-tuning budget.
 
     python benchmarks/train_medical_gpu.py --out benchmarks/results/medical_train        # H200, ~4 min
-    python benchmarks/train_medical_gpu.py --quick --device cpu --out /tmp/medical_smoke  # CPU smoke test
+    python benchmarks/train_medical_gpu.py --quick --device cpu --out runs/medical_smoke  # CPU smoke test
 
 Needs monai, nibabel, pydicom (and Pillow) besides torch / lightning / timm. Writes ``results.json``, the
 DICOM prediction ``example_ct_dicom_seg.nii.gz`` and (``--save-ckpt``) fp16 weights under ``--out``.

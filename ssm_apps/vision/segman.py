@@ -50,6 +50,7 @@ from ..layers.neighborhood_attention import NA_BACKENDS, neighborhood_attention_
 from ..layers.ss2d import LayerNorm2d
 from ..layers.ssm_branch import init_dt_, resolve_dt_rank
 from .segmentation_heads import ConvBNReLU
+from .staged import check_image_input
 
 __all__ = [
     "CrossScanSSM",
@@ -476,9 +477,7 @@ class SegMANEncoder(nn.Module):
         self.head.fc = nn.Conv2d(self.head_hidden_size, num_classes, 1) if num_classes > 0 else nn.Identity()
 
     def _check_input(self, x: torch.Tensor) -> None:
-        if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != self.in_chans:
-            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(f"SegMANEncoder: input must be (B, {self.in_chans}, H, W); got {shape}")
+        check_image_input("SegMANEncoder", x, self.in_chans)
         for i, k in enumerate(self.kernel_sizes[: len(self.stages)]):
             stride = 4 * 2**i
             side = min(math.ceil(x.shape[-2] / stride), math.ceil(x.shape[-1] / stride))
