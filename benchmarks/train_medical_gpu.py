@@ -37,14 +37,14 @@ sys.path.insert(0, str(ROOT))
 from ssm_apps.medical.data import MedicalDataModule  # noqa: E402
 from ssm_apps.medical.task import MedicalPretrainTask, MedicalSegmentationTask, lr_wd_at  # noqa: E402
 
-DATA = ROOT.parent / "shared" / "data"
-TS = DATA / "medical3d" / "totalsegmentator"
+DEFAULT_DATA = ROOT.parent / "shared" / "data"
+TS = Path("medical3d") / "totalsegmentator"  # below --data-root
 # TotalSegmentator "total" classes present in both CT label maps (name: original label value)
 ORGANS = {"spleen": 1, "liver": 5, "stomach": 6, "pancreas": 7, "colon": 20, "vertebrae_T12": 32, "aorta": 52,
           "inferior_vena_cava": 63, "portal_splenic_vein": 64, "spinal_cord": 79, "autochthon_left": 86,
           "autochthon_right": 87}
-UNLABELLED = [TS / "example_ct_1.5mm_unlabelled.nii.gz", DATA / "medical3d" / "invesalius_head_ct" /
-              "promed_ct0051_head.nii.gz", DATA / "medical3d" / "pyradiomics" / "lung1_image.nii.gz"]
+UNLABELLED = [TS / "example_ct_1.5mm_unlabelled.nii.gz", Path("medical3d") / "invesalius_head_ct" /
+              "promed_ct0051_head.nii.gz", Path("medical3d") / "pyradiomics" / "lung1_image.nii.gz"]
 
 
 class Repeat(torch.utils.data.Dataset):
@@ -135,9 +135,9 @@ def evaluate(task, dataset, device: torch.device, names: list[str]) -> tuple[dic
     return result, items
 
 
-def nifti_roundtrip_dice(item, pred: torch.Tensor, dataset, out_dir: Path, names: list[str]) -> dict:
+def nifti_roundtrip_dice(item, pred: torch.Tensor, dataset, out_dir: Path, names: list[str], reference: Path) -> dict:
     """Invert the prediction onto the DICOM grid, write it as NIfTI, read it back with nibabel and score it
-    against the reference NIfTI in physical (RAS) space."""
+    against the ``reference`` label NIfTI in physical (RAS) space."""
     import nibabel as nib
     from monai.data import MetaTensor
     from monai.transforms import Invertd
@@ -153,7 +153,7 @@ def nifti_roundtrip_dice(item, pred: torch.Tensor, dataset, out_dir: Path, names
     path = write_label_map(torch.as_tensor(inv["pred"])[0].numpy(), source, out_dir,
                            affine=image.meta.get("original_affine"))
     ours = nib.as_closest_canonical(nib.load(str(path)))
-    ref = nib.as_closest_canonical(nib.load(str(TS / "example_seg_dicom.nii.gz")))
+    ref = nib.as_closest_canonical(nib.load(str(reference)))
     if not np.allclose(ours.affine, ref.affine, atol=1e-3) or ours.shape != ref.shape:
         raise RuntimeError(f"written prediction grid {ours.shape} {ours.affine.tolist()} does not match the reference "
                            f"{ref.shape} {ref.affine.tolist()}")
@@ -194,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--save-ckpt", action="store_true", help="save fp16 weights of the trained networks")
     p.add_argument("--parts", default="abc", help="which results to run: any of a, b, c (c needs a)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-root", type=Path, default=DEFAULT_DATA, help="folder holding medical3d/ and medical2d/")
     args = p.parse_args(argv)
     device = torch.device(args.device)
     out = Path(args.out)
@@ -223,10 +224,11 @@ def main(argv: list[str] | None = None) -> int:
     t = time.perf_counter()
     common = dict(labels=list(ORGANS.values()), pixdim=pixdim, intensity_range=(-175.0, 250.0), roi_size=roi,
                   num_samples=args.batch, cache="memory")
-    dm = MedicalDataModule(train=[{"image": str(TS / "example_ct.nii.gz"),
-                                   "label": str(TS / "example_seg_fast_force_split.nii.gz")}],
-                           test=[{"image": str(TS / "example_ct_dicom"),
-                                  "label": str(TS / "example_seg_dicom.nii.gz")}],
+    ts = args.data_root / TS
+    dm = MedicalDataModule(train=[{"image": str(ts / "example_ct.nii.gz"),
+                                   "label": str(ts / "example_seg_fast_force_split.nii.gz")}],
+                           test=[{"image": str(ts / "example_ct_dicom"),
+                                  "label": str(ts / "example_seg_dicom.nii.gz")}],
                            **common)
     test_eval = MedicalDataModule(test=dm.items["test"], crop_foreground=False, **common)  # full DICOM grid
     if "a" in parts:
@@ -244,27 +246,33 @@ def main(argv: list[str] | None = None) -> int:
         info["dice_test"], items = evaluate(task, test_eval.datasets["test"], device, names)
         return task, info | {"_items": items}
 
+    def save() -> None:  # after every result, so that a run cut short keeps what it measured
+        results["total_seconds"] = round(time.perf_counter() - t_start, 1)
+        (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
+
+    if "b" in parts:  # the short one first
+        run_b(args, results, model_kwargs, quick, steps_2d, workers, device, out)
+        save()
     if "a" in parts:
         run_a_c(args, results, parts, dm, test_eval, train_seg, names, model_kwargs, roi, pixdim, seg_steps,
-                pre_steps, workers, quick, device, out)
-    if "b" in parts:
-        run_b(args, results, model_kwargs, quick, steps_2d, workers, device, out)
-    results["total_seconds"] = round(time.perf_counter() - t_start, 1)
-    (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
+                pre_steps, workers, quick, device, out, save)
+    save()
     print_table(results, names)
     print(f"total {results['total_seconds']} s; JSON: {out / 'results.json'}")
     return 0
 
 
 def run_a_c(args, results, parts, dm, test_eval, train_seg, names, model_kwargs, roi, pixdim, seg_steps, pre_steps,
-            workers, quick, device, out) -> None:
+            workers, quick, device, out, save) -> None:
     # ---- (a) scratch ---------------------------------------------------------------------------------------
     print("(a) HyMamba from scratch on example_ct, test on the DICOM series", flush=True)
     scratch, info = train_seg("scratch", seg_steps)
     item, pred = info.pop("_items")[0]
-    info["dice_test_nifti_roundtrip"] = nifti_roundtrip_dice(item, pred, test_eval.datasets["test"], out, names)
+    info["dice_test_nifti_roundtrip"] = nifti_roundtrip_dice(item, pred, test_eval.datasets["test"], out, names,
+                                                             args.data_root / TS / "example_seg_dicom.nii.gz")
     info["parameters"] = sum(p.numel() for p in scratch.model.parameters())
     results["a_scratch"] = info
+    save()
     print(f"  test Dice (resampled grid) {info['dice_test']}\n  test Dice (NIfTI on DICOM grid) "
           f"{info['dice_test_nifti_roundtrip']}", flush=True)
     if args.save_ckpt:
@@ -275,7 +283,7 @@ def run_a_c(args, results, parts, dm, test_eval, train_seg, names, model_kwargs,
 
     # ---- (c) MambaMIM pre-training on the unlabelled CTs, then fine-tuning ---------------------------------
     print("(c) MambaMIM pre-training on unlabelled CT volumes", flush=True)
-    pre_dm = MedicalDataModule(train=[{"image": str(f)} for f in UNLABELLED], unlabelled=True, pixdim=pixdim,
+    pre_dm = MedicalDataModule(train=[{"image": str(args.data_root / f)} for f in UNLABELLED], unlabelled=True, pixdim=pixdim,
                                intensity_range=(-175.0, 250.0), roi_size=roi, num_samples=args.batch, cache="memory")
     pre_dm.setup("fit")
     torch.manual_seed(args.seed)
@@ -291,6 +299,7 @@ def run_a_c(args, results, parts, dm, test_eval, train_seg, names, model_kwargs,
     _, ft = train_seg("finetune", seg_steps - pre_steps, pretrained=str(ckpt))
     ft.pop("_items")
     results["c_pretrained_same_total_budget"] = ft
+    save()
     if args.full_finetune:
         _, ft_full = train_seg("finetune_full", seg_steps, pretrained=str(ckpt))
         ft_full.pop("_items")
@@ -302,7 +311,7 @@ def run_a_c(args, results, parts, dm, test_eval, train_seg, names, model_kwargs,
 def run_b(args, results, model_kwargs, quick, steps_2d, workers, device, out) -> None:
     # ---- (b) 2-D membrane ----------------------------------------------------------------------------------
     print("(b) HyMamba spatial_dims=2 on ISBI-2012 membrane", flush=True)
-    mem = DATA / "medical2d" / "membrane"
+    mem = args.data_root / "medical2d" / "membrane"
     pairs = [{"image": str(mem / "image" / f"{i}.png"), "label": str(mem / "label" / f"{i}.png")} for i in range(30)]
     roi2 = (128, 128) if quick else (256, 256)
     dm2 = MedicalDataModule(train=pairs[:24], test=pairs[24:26] if quick else pairs[24:], spatial_dims=2, labels=[0],
