@@ -231,6 +231,11 @@ class SSAMBA(nn.Module):
                 block.mixer.out_proj.weight /= math.sqrt(depth)
 
     @torch.jit.ignore
+    def get_classifier(self) -> nn.Module:
+        """The classification head (LayerNorm + Linear; ``nn.Identity`` without classes), timm convention."""
+        return self.head
+
+    @torch.jit.ignore
     def no_weight_decay(self) -> set[str]:
         """Parameter names excluded from weight decay (timm convention)."""
         return {"pos_embed", "cls_token", "mask_embed"}

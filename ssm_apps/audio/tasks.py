@@ -6,56 +6,30 @@ hyper-parameters, so ``Task.load_from_checkpoint(path)`` needs nothing else. Bat
 """
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import lightning as L
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from ..convert import ConvertedStateDict
+from ..training.checks import check_choice, check_int, check_interval
+from ..training.task import SSMTask
 from .ssamba import SSAMBA, create_ssamba, load_pretrained_encoder
 
 Batch = Mapping[str, torch.Tensor]
 
 
-def _check(name: str, value: float, low: float, high: float | None = None) -> None:
-    if value < low or (high is not None and value > high):
-        rng = f"[{low}, {high}]" if high is not None else f">= {low}"
-        raise ValueError(f"argument {name!r} must be {rng}; got {value}")
-
-
-def warmup_factor(step: int, warmup_steps: int) -> float:
-    """Linear warm-up ``(step + 1) / warmup_steps`` up to 1 (the official recipe ramps over 1000 steps)."""
-    return 1.0 if warmup_steps <= 0 else min(1.0, (step + 1) / warmup_steps)
-
-
-def param_groups(model: nn.Module, lr: float, weight_decay: float, head_lr_mult: float = 1.0,
-                 head_prefix: str = "head.") -> list[dict[str, Any]]:
-    """Encoder and head parameter groups (the head at ``lr * head_lr_mult``); no weight decay on norms,
-    biases, position/cls/mask embeddings and parameters flagged ``_no_weight_decay``."""
-    skip = set(getattr(model, "no_weight_decay", lambda: set())())
-    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        no_decay = p.ndim <= 1 or name in skip or getattr(p, "_no_weight_decay", False)
-        groups.setdefault((name.startswith(head_prefix), no_decay), []).append(p)
-    return [{"params": ps, "lr": lr * (head_lr_mult if is_head else 1.0), "weight_decay": 0.0 if no_decay else weight_decay}
-            for (is_head, no_decay), ps in sorted(groups.items())]
-
-
-class AudioPretrainTask(L.LightningModule):
+class AudioPretrainTask(SSMTask):
     """Self-supervised SSAMBA pretraining (masked spectrogram patch modelling, the official "joint" task).
 
     Each step runs two encoder passes with independently drawn cluster masks: InfoNCE between predicted
     and true patches (mpc) and MSE of the predicted patch values (mpg); ``loss = nce + 10 * mse``.
-    Optimiser: AdamW (betas 0.95 / 0.999, weight decay 5e-8 as the official) with a linear warm-up per
-    step, then a constant learning rate (``schedule="constant"``, official) or a cosine decay to
-    ``min_lr`` over the run (``"cosine"``). Logs ``train_loss``, ``train_mpc_acc``, ``val_loss``,
+    Optimiser (through :class:`~ssm_apps.training.SSMTask`): AdamW (betas 0.95 / 0.999, weight decay 5e-8
+    as the official; none on norms, biases, embeddings) with a linear warm-up per step, then a constant
+    learning rate (``schedule="constant"``, official) or a cosine decay to ``min_lr`` over the run
+    (``"cosine"``). Logs ``train_loss``, ``train_mpc_acc``, ``val_loss``,
     ``val_mpc_acc`` (masked-patch accuracy; validation masks drawn from a fixed seed), ``val_mpc_nce``,
     ``val_mpg_mse``.
 
@@ -85,11 +59,9 @@ class AudioPretrainTask(L.LightningModule):
         val_seed: int = 0,
     ) -> None:
         super().__init__()
-        _check("lr", lr, 0.0)
-        _check("warmup_steps", warmup_steps, 0)
-        if schedule not in ("constant", "cosine"):
-            raise ValueError(f"argument 'schedule' must be 'constant' or 'cosine'; got {schedule!r}")
+        check_choice(type(self).__name__, "schedule", schedule, ("constant", "cosine"))
         self.save_hyperparameters()
+        self.check_task_hyperparameters()
         kwargs = dict(model_kwargs or {})
         kwargs.setdefault("patch_stride", kwargs.get("patch_size", 16))
         self.model: SSAMBA = create_ssamba(model_name, num_classes=0, pretrain_heads=True, **kwargs)
@@ -111,33 +83,8 @@ class AudioPretrainTask(L.LightningModule):
     def on_test_epoch_start(self) -> None:
         self._val_rng = random.Random(self.hparams.val_seed)
 
-    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
-        return self._common_step(batch, "train")
 
-    def validation_step(self, batch: Batch, batch_idx: int) -> None:
-        self._common_step(batch, "val")
-
-    def test_step(self, batch: Batch, batch_idx: int) -> None:
-        self._common_step(batch, "test")
-
-    def configure_optimizers(self) -> Any:
-        hp = self.hparams
-        opt = torch.optim.AdamW(param_groups(self.model, hp.lr, hp.weight_decay), lr=hp.lr, betas=tuple(hp.betas))
-        total = max(1, int(self.trainer.estimated_stepping_batches)) if hp.schedule == "cosine" else 0
-
-        def factor(step: int) -> float:
-            w = warmup_factor(step, hp.warmup_steps)
-            if hp.schedule == "constant" or step < hp.warmup_steps:
-                return w
-            progress = min(1.0, (step - hp.warmup_steps) / max(1, total - hp.warmup_steps))
-            floor = hp.min_lr / hp.lr if hp.lr > 0 else 0.0
-            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
-
-
-class AudioClassificationTask(L.LightningModule):
+class AudioClassificationTask(SSMTask):
     """Fine-tune SSAMBA for audio classification (single-label CE, or multi-label / official BCE).
 
     Tokens -> mean over the patch tokens (``pooling="mean"``, the official ``ft_avgtok``) or the cls
@@ -145,11 +92,13 @@ class AudioClassificationTask(L.LightningModule):
     probability ``mixup``, partner drawn from the batch, lambda ~ Beta(10, 10), labels mixed), SpecAugment
     with ``torchaudio.transforms.FrequencyMasking(freqm)`` / ``TimeMasking(timem)``, and the official noise
     augmentation (``noise=True``: uniform noise * U(0,1) / 10 and a time roll of up to +-10 frames).
-    Optimiser as the official fine-tuning: Adam (betas 0.95 / 0.999, weight decay 5e-7), the head at
-    ``lr * head_lr_mult``, linear warm-up over ``warmup_steps`` (smooth; the official steps it every 50
-    steps), then the official MultiStepLR milestones: during (0-based) epoch e the learning rate is
-    multiplied by ``lr_decay`` once per milestone ``lr_decay_start, lr_decay_start + lr_decay_step, ...``
-    that is <= e (the official scheduler steps after each 1-based epoch, which gives the same epochs).
+    Optimiser as the official fine-tuning, through :class:`~ssm_apps.training.SSMTask` (schedule
+    ``"multistep"``): Adam (betas 0.95 / 0.999, weight decay 5e-7; none on norms, biases, embeddings),
+    the head at ``lr * head_lr_mult``, linear warm-up over ``warmup_steps`` (smooth; the official steps
+    it every 50 steps), then the official MultiStepLR milestones: during (0-based) epoch e the learning
+    rate is multiplied by ``lr_decay`` once per milestone ``lr_decay_start, lr_decay_start +
+    lr_decay_step, ...`` that is <= e (the official scheduler steps after each 1-based epoch, which
+    gives the same epochs).
     Metrics (torchmetrics): accuracy, and mAP for multi-label.
 
     Args:
@@ -180,6 +129,8 @@ class AudioClassificationTask(L.LightningModule):
         classes: class names (stored for prediction writers).
     """
 
+    DEFAULTS = {**SSMTask.DEFAULTS, "optimizer": "adam", "schedule": "multistep"}
+
     def __init__(
         self,
         num_classes: int,
@@ -206,18 +157,17 @@ class AudioClassificationTask(L.LightningModule):
         classes: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
-        _check("num_classes", num_classes, 1)
-        _check("mixup", mixup, 0.0, 1.0)
-        _check("lr_decay_step", lr_decay_step, 1)
-        if pooling not in ("mean", "cls"):
-            raise ValueError(f"argument 'pooling' must be 'mean' or 'cls'; got {pooling!r}")
-        if loss not in ("ce", "bce"):
-            raise ValueError(f"argument 'loss' must be 'ce' or 'bce'; got {loss!r}")
+        owner = type(self).__name__
+        check_int(owner, "num_classes", num_classes, 1)
+        check_interval(owner, "mixup", mixup, 0.0, 1.0, high_closed=True)
+        check_choice(owner, "pooling", pooling, ("mean", "cls"))
+        check_choice(owner, "loss", loss, ("ce", "bce"))
         if multilabel and loss != "bce":
-            raise ValueError("multilabel=True needs loss='bce'")
+            raise ValueError(f"{owner}: multilabel=True needs loss='bce'; got loss={loss!r}")
         if classes is not None and len(classes) != num_classes:
-            raise ValueError(f"argument 'classes' has {len(classes)} names for num_classes={num_classes}")
+            raise ValueError(f"{owner}: argument 'classes' has {len(classes)} names for num_classes={num_classes}")
         self.save_hyperparameters()
+        self.check_task_hyperparameters()
         self.model: SSAMBA = create_ssamba(model_name, num_classes=num_classes, **dict(model_kwargs or {}))
         self.classes = list(classes) if classes is not None else None
         self.freq_mask = self.time_mask = None
@@ -318,15 +268,6 @@ class AudioClassificationTask(L.LightningModule):
         self.log_dict(metrics, on_epoch=True, prog_bar=True, batch_size=b)
         return loss
 
-    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
-        return self._common_step(batch, "train")
-
-    def validation_step(self, batch: Batch, batch_idx: int) -> None:
-        self._common_step(batch, "val")
-
-    def test_step(self, batch: Batch, batch_idx: int) -> None:
-        self._common_step(batch, "test")
-
     def predict_step(self, batch: Batch, batch_idx: int) -> dict[str, torch.Tensor]:
         logits = self(batch["fbank"])
         probs = logits.sigmoid() if self.hparams.multilabel else logits.softmax(-1)
@@ -334,21 +275,3 @@ class AudioClassificationTask(L.LightningModule):
         if "label" in batch:
             out["label"] = batch["label"]
         return out
-
-    # ------------------------------------------------------------------ optimiser
-    def lr_factor(self, step: int, epoch: int) -> float:
-        """Learning-rate multiplier at a global step within a (0-based) epoch."""
-        hp = self.hparams
-        decays = 0 if epoch < hp.lr_decay_start else 1 + (epoch - hp.lr_decay_start) // hp.lr_decay_step
-        return warmup_factor(step, hp.warmup_steps) * hp.lr_decay ** decays
-
-    def configure_optimizers(self) -> Any:
-        hp = self.hparams
-        groups = param_groups(self.model, hp.lr, hp.weight_decay, hp.head_lr_mult)
-        opt = torch.optim.Adam(groups, lr=hp.lr, betas=tuple(hp.betas))
-        epochs = self.trainer.max_epochs
-        if epochs is None or epochs < 1:
-            raise ValueError("AudioClassificationTask needs trainer max_epochs (the step schedule counts epochs)")
-        steps_per_epoch = max(1, int(self.trainer.estimated_stepping_batches) // epochs)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: self.lr_factor(step, step // steps_per_epoch))
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

@@ -6,6 +6,9 @@
   optimizer step (mmseg's ``PolyLR``).
 * :func:`step_decay_scheduler`: constant for ``hold_epochs`` epochs, then multiplied by ``decay``
   after every epoch (the long-horizon forecasting benchmarks' ``lradj='type1'``).
+* :func:`multistep_factor` / :func:`warmup_multistep_scheduler`: a linear warm-up per optimizer step
+  times ``decay`` once per milestone epoch ``first, first + every, ...`` reached (torch's
+  ``MultiStepLR`` stepped after every epoch; the SSAST/SSAMBA fine-tuning recipe).
 
 The lr functions take the base lr and return the lr; the schedulers scale every parameter group's
 own lr by ``fn(step, 1.0)`` relative factors, so per-group ``lr_scale`` ratios are kept.
@@ -18,7 +21,9 @@ from typing import Any
 import torch
 
 __all__ = [
+    "multistep_factor",
     "step_decay_scheduler",
+    "warmup_multistep_scheduler",
     "warmup_cosine_lr",
     "warmup_cosine_scheduler",
     "warmup_poly_lr",
@@ -111,8 +116,44 @@ def warmup_poly_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, wa
     return _per_step(torch.optim.lr_scheduler.LambdaLR(optimizer, factor))
 
 
+def multistep_factor(epoch: int, first: int, every: int, decay: float) -> float:
+    """``decay ** n`` for 0-based ``epoch``, n = the milestones ``first, first + every, ...`` that are
+    <= ``epoch`` (0 before ``first``)."""
+    return decay ** (0 if epoch < first else 1 + (epoch - first) // every)
+
+
 def step_decay_scheduler(optimizer: torch.optim.Optimizer, decay: float, hold_epochs: int = 1) -> dict[str, Any]:
     """lr_e = lr * decay ** max(0, e - hold_epochs) for 0-based epoch e, as a per-epoch Lightning
     scheduler dict (``hold_epochs=1``: the official ``lradj='type1'``, lr for epochs 0 and 1)."""
-    sched = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: decay ** max(0, epoch - hold_epochs))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda epoch: multistep_factor(epoch, hold_epochs + 1, 1, decay))
     return {"scheduler": sched, "interval": "epoch"}
+
+
+def warmup_multistep_scheduler(optimizer: torch.optim.Optimizer, steps_per_epoch: int, warmup_steps: int,
+                               first: int, every: int, decay: float, warmup_lr_init: float = 0.0,
+                               base_lr: float | None = None) -> dict[str, Any]:
+    """Per optimizer step s in (0-based) epoch e = s // ``steps_per_epoch``: the linear warm-up of
+    :func:`warmup_cosine_lr` (from ``warmup_lr_init`` over ``warmup_steps``) times
+    :func:`multistep_factor` ``(e, first, every, decay)``, as a Lightning scheduler dict.
+
+    Args:
+        optimizer: the optimiser; its groups' lrs are the peak lrs.
+        steps_per_epoch: optimizer steps per epoch (>= 1).
+        warmup_steps: warm-up length in optimizer steps.
+        first: first milestone epoch (0-based; the lr is multiplied by ``decay`` from it on).
+        every: epochs between further milestones (>= 1).
+        decay: factor per milestone.
+        warmup_lr_init: lr at step 0, for the reference lr ``base_lr``.
+        base_lr: the reference lr of ``warmup_lr_init`` (default: the first group's lr).
+    """
+    if steps_per_epoch < 1 or every < 1:
+        raise ValueError(f"warmup_multistep_scheduler: steps_per_epoch and every must be >= 1; got "
+                         f"{steps_per_epoch} and {every}")
+    ref = float(base_lr if base_lr is not None else optimizer.param_groups[0]["lr"])
+
+    def factor(step: int) -> float:
+        warm = warmup_cosine_lr(step, ref, step + 1, warmup_steps, warmup_lr_init, ref) / ref
+        return warm * multistep_factor(step // steps_per_epoch, first, every, decay)
+
+    return _per_step(torch.optim.lr_scheduler.LambdaLR(optimizer, factor))

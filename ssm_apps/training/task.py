@@ -15,7 +15,9 @@ What the base gives a task:
   ``head_lr_mult``    lr multiplier of the classifier (1 = off)
   ``schedule``        ``"cosine"`` / ``"poly"`` (per optimizer step, with ``warmup_epochs``,
                       ``warmup_steps``, ``warmup_lr_init``, ``min_lr``, ``poly_power``),
-                      ``"step"`` (per epoch: ``lr_decay`` after ``hold_epochs``) or ``"constant"``
+                      ``"step"`` (per epoch: ``lr_decay`` after ``hold_epochs``), ``"multistep"``
+                      (the warm-up per step, then ``lr_decay`` at epochs ``lr_decay_start`` +
+                      k ``lr_decay_step``) or ``"constant"`` (after the warm-up, if any)
   ``ema``             weight EMA (``ema_decay``, ``ema_warmup``), see ``training.ema``
   ==================  ======================================================================
 
@@ -55,6 +57,7 @@ from .optim import apply_lr_scale, param_groups
 from .schedules import (
     step_decay_scheduler,
     warmup_cosine_scheduler,
+    warmup_multistep_scheduler,
     warmup_poly_scheduler,
     warmup_steps_from_epochs,
 )
@@ -62,7 +65,7 @@ from .schedules import (
 __all__ = ["SSMTask", "build_module", "module_config"]
 
 OPTIMIZERS = ("adamw", "adam", "sgd")
-SCHEDULES = ("cosine", "poly", "step", "constant")
+SCHEDULES = ("cosine", "poly", "step", "multistep", "constant")
 
 
 def module_config(value: Any) -> dict[str, Any] | None:
@@ -108,7 +111,7 @@ class SSMTask(EMAMixin, L.LightningModule):
         optimizer="adamw", lr=1e-3, weight_decay=0.0, betas=(0.9, 0.999), eps=1e-8, momentum=0.9,
         layer_decay=1.0, head_lr_mult=1.0,
         schedule="cosine", warmup_epochs=0.0, warmup_steps=None, warmup_lr_init=0.0, min_lr=0.0, poly_power=1.0,
-        lr_decay=1.0, hold_epochs=1,
+        lr_decay=1.0, hold_epochs=1, lr_decay_start=1, lr_decay_step=1,
         ema=False, ema_decay=0.999, ema_warmup=True,
     )
 
@@ -146,6 +149,8 @@ class SSMTask(EMAMixin, L.LightningModule):
             raise ValueError(f"{owner}: warm-up lengths must be >= 0; got warmup_steps={warmup_steps}, "
                              f"warmup_epochs={warmup_epochs}")
         check_int(owner, "hold_epochs", self.hp("hold_epochs"), 0)
+        check_int(owner, "lr_decay_start", self.hp("lr_decay_start"), 0)
+        check_int(owner, "lr_decay_step", self.hp("lr_decay_step"), 1)
 
     def from_datamodule(self, attr: str, given: Any = None) -> Any:
         """``given`` when not None, else the trainer's datamodule's ``attr``.
@@ -205,13 +210,23 @@ class SSMTask(EMAMixin, L.LightningModule):
     def build_scheduler(self, optimizer: torch.optim.Optimizer, base_lr: float) -> dict[str, Any] | None:
         """The ``schedule`` hyper-parameter's Lightning scheduler dict (None for ``"constant"``)."""
         name = self.hp("schedule")
-        if name == "constant":
+        if name == "constant" and not self.hp("warmup_steps") and not self.hp("warmup_epochs"):
             return None
         if name == "step":
             return step_decay_scheduler(optimizer, self.hp("lr_decay"), self.hp("hold_epochs"))
         total = int(self.trainer.estimated_stepping_batches)
         warmup = warmup_steps_from_epochs(type(self).__name__, self.hp("warmup_steps"), self.hp("warmup_epochs"),
                                           total, self.trainer.max_epochs)
+        if name == "constant":  # a cosine from base_lr to base_lr: the warm-up, then constant
+            return warmup_cosine_scheduler(optimizer, total, warmup, self.hp("warmup_lr_init"), base_lr,
+                                           base_lr=base_lr)
+        if name == "multistep":
+            epochs = self.trainer.max_epochs
+            if epochs is None or epochs < 1:
+                raise ValueError(f"{type(self).__name__}: schedule 'multistep' counts epochs; set trainer.max_epochs")
+            return warmup_multistep_scheduler(optimizer, max(1, total // epochs), warmup, self.hp("lr_decay_start"),
+                                              self.hp("lr_decay_step"), self.hp("lr_decay"),
+                                              self.hp("warmup_lr_init"), base_lr=base_lr)
         if name == "cosine":
             return warmup_cosine_scheduler(optimizer, total, warmup, self.hp("warmup_lr_init"), self.hp("min_lr"),
                                            base_lr=base_lr)

@@ -88,17 +88,24 @@ def test_finetune_fit_test_predict_and_reload(tmp_path, dm) -> None:
         assert torch.allclose(task(x), reloaded(x))
 
 
-def test_step_schedule_equals_official_multisteplr() -> None:
-    """Our per-step factor after warm-up == torch's MultiStepLR stepped after every 1-based epoch (official)."""
-    task = AudioClassificationTask(num_classes=2, model_kwargs=TINY, warmup_steps=0, lr_decay_start=5,
+def test_official_optimiser_and_step_schedule(tmp_path, dm) -> None:
+    """Adam (betas 0.95/0.999) with the shared 'multistep' schedule: lr x lr_decay at the milestone epochs
+    lr_decay_start + k * lr_decay_step (0-based), as the official MultiStepLR stepped after each epoch."""
+    task = AudioClassificationTask(num_classes=3, model_kwargs=TINY, lr=1e-3, warmup_steps=0, lr_decay_start=2,
                                    lr_decay_step=2, lr_decay=0.5)
-    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
-    sched = torch.optim.lr_scheduler.MultiStepLR(opt, list(range(5, 1000, 2)), gamma=0.5)
-    for epoch in range(12):  # 0-based here, epoch + 1 in the official loop
-        assert task.lr_factor(step=100 * epoch, epoch=epoch) == pytest.approx(opt.param_groups[0]["lr"]), epoch
-        sched.step()
-    warm = AudioClassificationTask(num_classes=2, model_kwargs=TINY, warmup_steps=10)
-    assert warm.lr_factor(0, 0) == pytest.approx(0.1) and warm.lr_factor(9, 0) == 1.0
+    seen = []
+
+    class Record(L.Callback):
+        def on_train_epoch_start(self, trainer, pl_module) -> None:
+            seen.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+    tr = _trainer(tmp_path, max_epochs=6, limit_train_batches=2, limit_val_batches=0, callbacks=[Record()])
+    tr.fit(task, datamodule=dm)
+    opt = tr.optimizers[0]
+    assert isinstance(opt, torch.optim.Adam) and opt.defaults["betas"] == (0.95, 0.999)
+    assert seen == pytest.approx([1e-3, 1e-3, 5e-4, 5e-4, 2.5e-4, 2.5e-4])
+    pre_conf = AudioPretrainTask(model_kwargs=TINY, warmup_steps=0).configure_optimizers()
+    assert isinstance(pre_conf["optimizer"], torch.optim.AdamW) and "lr_scheduler" not in pre_conf  # constant
 
 
 def test_head_learning_rate_multiplier(tmp_path, dm) -> None:
@@ -126,7 +133,7 @@ def test_specaugment_and_mixup() -> None:
 
 
 def test_bad_arguments() -> None:
-    with pytest.raises(ValueError, match="'pooling'"):
+    with pytest.raises(ValueError, match="unknown pooling 'max'"):
         AudioClassificationTask(num_classes=3, model_kwargs=TINY, pooling="max")
     with pytest.raises(ValueError, match="multilabel"):
         AudioClassificationTask(num_classes=3, model_kwargs=TINY, multilabel=True)

@@ -9,6 +9,7 @@ import torch
 from ssm_apps.training.schedules import (
     step_decay_scheduler,
     warmup_cosine_scheduler,
+    warmup_multistep_scheduler,
     warmup_poly_scheduler,
     warmup_steps_from_epochs,
 )
@@ -52,6 +53,25 @@ def test_step_decay_per_epoch():
     conf = step_decay_scheduler(opt, 0.5, hold_epochs=1)
     assert conf["interval"] == "epoch"
     assert [s[0] for s in run(conf, opt, 5)] == pytest.approx([1.0, 1.0, 0.5, 0.25, 0.125])
+
+
+def test_warmup_multistep_equals_torch_multisteplr_after_the_warmup():
+    """Per step: torch's MultiStepLR stepped after every epoch (milestones 5, 7, 9, ... as 1-based epochs
+    counted by the official loop), times the linear warm-up of the first steps; group ratio kept."""
+    spe, warm = 4, 6
+    opt = two_groups(2.0)
+    seen = run(warmup_multistep_scheduler(opt, spe, warm, first=5, every=2, decay=0.5), opt, 12 * spe)
+    ref_opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=2.0)
+    ref = torch.optim.lr_scheduler.MultiStepLR(ref_opt, list(range(5, 100, 2)), gamma=0.5)
+    for epoch in range(12):
+        for i in range(spe):
+            step = epoch * spe + i
+            expected = ref_opt.param_groups[0]["lr"] * min(1.0, step / warm)
+            assert seen[step] == pytest.approx([expected, expected * 0.1]), step
+        ref_opt.step()
+        ref.step()
+    with pytest.raises(ValueError, match="steps_per_epoch"):
+        warmup_multistep_scheduler(two_groups(1.0), 0, 0, 1, 1, 0.5)
 
 
 def test_warmup_steps_from_epochs():

@@ -89,8 +89,8 @@ def test_several_optimisers_and_shared_names():
     assert opt.param_groups[0]["lr"] == 0.0  # warm-up from warmup_lr_init 0
     assert main["lr_scheduler"]["interval"] == "step"
     assert aux["optimizer"].param_groups[0]["params"][0] is task.aux
-    with pytest.raises(ValueError, match="TwoOptimisers: unknown schedule 'linear'; choose 'cosine', 'poly', 'step' "
-                                         "or 'constant'"):
+    with pytest.raises(ValueError, match="TwoOptimisers: unknown schedule 'linear'; choose 'cosine', 'poly', 'step', "
+                                         "'multistep' or 'constant'"):
         TwoOptimisers(schedule="linear")
 
 
