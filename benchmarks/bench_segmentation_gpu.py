@@ -1,11 +1,13 @@
 """Segmentation speed / memory / FLOPs: SegMAN-T/S, VMamba-T + UperNet and convnext_tiny + UperNet (baseline).
 
-    python benchmarks/bench_segmentation_gpu.py                       # H200: the full table, ~3 minutes
+    python benchmarks/bench_segmentation_gpu.py                       # H200: the full table, > 5 minutes
     python benchmarks/bench_segmentation_gpu.py --quick --device cpu  # smoke test (tiny sizes)
 
-Rows, per model and input (512x512 batch 8 and 1024x2048 batch 1, bf16 autocast, channels-first):
-forward (inference, no grad) and forward+backward (train mode) time, peak memory and img/s; SegMAN with
-both neighbourhood-attention backends ("torch" gathers, "flex" = compiled flex_attention). Also:
+Rows, per model and input (512x512 batch 8 and 1024x2048 batch 2, bf16 autocast, channels-first), in this order
+(the JSON is rewritten after each, so a run cut short keeps what it measured): every model with the PyTorch NA
+backend ("torch" gathers), the NA check, the module profile, then SegMAN with the compiled ``flex_attention`` NA
+(its compilations per shape take minutes). Each row: forward (inference, no grad) and forward+backward (train
+mode) time, peak memory and img/s. Also:
 
 * NA check and micro-benchmark: flex vs torch on SegMAN-S stage shapes, forward and backward (max abs diff).
 * GFLOPs at 512x512 (ADE20K heads, 150 classes) counted as the official ``get_flops.py`` does: fvcore
@@ -274,6 +276,29 @@ def main(argv: list[str] | None = None) -> int:
     result: dict = {"device": name, "torch": torch.__version__, "rows": [], "gflops": {}, "na_check": [],
                     "profile": None}
 
+    def save() -> None:  # after every measurement: a run cut short keeps what it measured
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2))
+
+    def measure_rows(model: torch.nn.Module, mname: str, backend: str) -> None:
+        if mname.startswith("segman"):
+            set_na_backend(model, backend)
+        for size, batch in inputs:
+            row = {"model": mname, "na": backend if mname.startswith("segman") else "-",
+                   "input": f"{batch}x{size[0]}x{size[1]}"}
+            try:
+                x = torch.randn(batch, 3, *size, device=device)
+                row.update(bench_model(model, x, device, warmup, iters))
+            except Exception as e:  # noqa: BLE001  (reported as a row)
+                row["error"] = f"{type(e).__name__}: {e}"[:200]
+                if device == "cuda":
+                    torch.cuda.empty_cache()
+            result["rows"].append(row)
+            print(row, flush=True)
+            save()
+
+    # 1. every model with the PyTorch NA backend (the comparison the targets are about), 2. the NA check,
+    # 3. the module profile, 4. SegMAN with flex NA last: its compilations per shape take minutes
     for mname in models:
         try:
             model = build(mname, args.quick).to(device)
@@ -285,22 +310,7 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
             result["gflops"][mname] = {"error": f"{type(e).__name__}: {e}"[:200]}
             continue
-        backends = ["torch", "flex"] if mname.startswith("segman") and device == "cuda" else ["torch"]
-        for backend in backends:
-            if mname.startswith("segman"):
-                set_na_backend(model, backend)
-            for size, batch in inputs:
-                row = {"model": mname, "na": backend if mname.startswith("segman") else "-",
-                       "input": f"{batch}x{size[0]}x{size[1]}"}
-                try:
-                    x = torch.randn(batch, 3, *size, device=device)
-                    row.update(bench_model(model, x, device, warmup, iters))
-                except Exception as e:  # noqa: BLE001
-                    row["error"] = f"{type(e).__name__}: {e}"[:200]
-                    if device == "cuda":
-                        torch.cuda.empty_cache()
-                result["rows"].append(row)
-                print(row, flush=True)
+        measure_rows(model, mname, "torch")
         del model
         if device == "cuda":
             torch.cuda.empty_cache()
@@ -310,11 +320,19 @@ def main(argv: list[str] | None = None) -> int:
         if row.get("max_abs_diff_fwd", 0) > 5e-2 or row.get("max_rel_diff_grad", 0) > 5e-2:
             failures += 1
             row["FAILED"] = True
+    save()
     try:
         result["profile"] = module_profile(device, args.quick)
     except Exception as e:  # noqa: BLE001
         traceback.print_exc()
         result["profile"] = {"error": f"{type(e).__name__}: {e}"[:200]}
+    save()
+    if device == "cuda":
+        for mname in (m for m in models if m.startswith("segman")):
+            model = build(mname, args.quick).to(device)
+            measure_rows(model, mname, "flex")
+            del model
+            torch.cuda.empty_cache()
 
     print(f"\nDevice: {name}\n")
     print(f"{'model':<20} {'NA':<6} {'input':<14} {'fwd ms':>8} {'fwd img/s':>10} {'fwd GB':>7} "
@@ -346,8 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in result["na_check"]:
         print("  " + ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.items()))
     print(f"\nSegMAN-S training-step module profile: {result['profile']}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
+    save()
     print(f"wrote {out}")
     return 1 if failures else 0
 
