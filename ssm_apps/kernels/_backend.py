@@ -12,6 +12,9 @@ from collections.abc import Sequence
 import torch
 
 
+BACKEND_ENV = "SSM_APPS_SCAN_BACKEND"  # the default backend where a call passes backend=None
+
+
 def interpreting() -> bool:
     """True when Triton runs its interpreter (``TRITON_INTERPRET=1``, the CPU tests)."""
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
@@ -28,13 +31,24 @@ def triton_available(device: torch.device) -> bool:
     return True
 
 
+def numba_available() -> bool:
+    """True when numba can be imported (the compiled CPU backends' only requirement)."""
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def pick_backend(fn: str, backend: object, device: torch.device, allowed: Sequence[str]) -> str:
     """The backend a call runs on.
 
     Args:
         fn: the public function's name, for error messages.
-        backend: the caller's choice: one of ``allowed``, or None for "triton" where
-            ``triton_available(device)`` holds and "torch" otherwise.
+        backend: the caller's choice: one of ``allowed``, or None for the environment variable
+            ``SSM_APPS_SCAN_BACKEND`` where it names one of ``allowed``, else "triton" where
+            ``triton_available(device)`` holds, "numba" on a CPU device where numba is installed and
+            the function has that backend, and "torch" otherwise.
         device: the device of the call's tensors.
         allowed: the backends the function implements.
 
@@ -45,12 +59,18 @@ def pick_backend(fn: str, backend: object, device: torch.device, allowed: Sequen
         ValueError: ``backend`` is not one of ``allowed``.
         RuntimeError: "triton" was asked for where it cannot run.
     """
+    if backend is None and os.environ.get(BACKEND_ENV) in allowed:
+        backend = os.environ[BACKEND_ENV]
     if backend is None:
-        return "triton" if triton_available(device) else "torch"
+        if triton_available(device):
+            return "triton"
+        return "numba" if device.type == "cpu" and "numba" in allowed and numba_available() else "torch"
     if backend not in allowed:
         raise ValueError(f"{fn}: argument 'backend' must be one of {tuple(allowed)} or None; got {backend!r}")
     if backend == "triton" and not triton_available(device):
         raise RuntimeError(f"{fn}: backend 'triton' needs a CUDA tensor and triton installed; got device {device}")
+    if backend == "numba" and (device.type != "cpu" or not numba_available()):
+        raise RuntimeError(f"{fn}: backend 'numba' needs a CPU tensor and numba installed; got device {device}")
     return backend  # type: ignore[return-value]
 
 

@@ -137,7 +137,7 @@ def test_bad_arguments() -> None:
         AudioClassificationTask(num_classes=3, model_kwargs=TINY, pooling="max")
     with pytest.raises(ValueError, match="multilabel"):
         AudioClassificationTask(num_classes=3, model_kwargs=TINY, multilabel=True)
-    with pytest.raises(ValueError, match="'schedule'"):
+    with pytest.raises(ValueError, match="unknown schedule 'poly'"):
         AudioPretrainTask(model_kwargs=TINY, schedule="poly")
     with pytest.raises(Exception, match="patch shape"):
         load_pretrained_encoder(SSAMBA(embed_dim=16, depth=2, input_tdim=32, patch_size=8, patch_stride=8),

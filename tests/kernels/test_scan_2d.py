@@ -128,7 +128,7 @@ TORCH_CASES = [
 ]
 
 
-@pytest.mark.parametrize("backend", ["ref", "torch"])
+@pytest.mark.parametrize("backend", ["ref", "torch", "numba"])
 @pytest.mark.parametrize("case", TORCH_CASES, ids=lambda c: f"{c[4]}-n{c[3]}")
 def test_unfused_backends_against_oracle(case, backend):
     b, c, sizes, n, pattern, opt = case

@@ -40,7 +40,7 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("backend", ["ref", "torch"])
+@pytest.mark.parametrize("backend", ["ref", "torch", "numba"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"b{c[0]}d{c[1]}L{c[2]}n{c[3]}-{c[4][0]}-{c[4][1]}")
 @pytest.mark.parametrize("options", [(True, True, True, True), (False, False, False, False), (True, False, True, False)],
@@ -78,8 +78,9 @@ def test_against_oracle(backend, dtype, case, options):
         )
 
 
+@pytest.mark.parametrize("backend", ["torch", "numba"])
 @pytest.mark.parametrize("n", [1, 64, 256])
-def test_torch_backend_long_sequence_stiff_decay(n):
+def test_long_sequence_stiff_decay(n, backend):
     """Large |A| and long L force small chunks; results stay finite and match the oracle."""
     g = torch.Generator().manual_seed(n)
     b, d, L = 1, 3, 300
@@ -87,7 +88,7 @@ def test_torch_backend_long_sequence_stiff_decay(n):
     delta = torch.rand(b, d, L, generator=g)
     A = -torch.arange(1, n + 1, dtype=torch.float32).repeat(d, 1)
     B, C = torch.randn(b, n, L, generator=g), torch.randn(b, n, L, generator=g)
-    out, last = selective_scan(u, delta, A, B, C, delta_softplus=True, return_last_state=True, backend="torch")
+    out, last = selective_scan(u, delta, A, B, C, delta_softplus=True, return_last_state=True, backend=backend)
     ref, ref_last = selective_scan_oracle(u, delta, A, B, C, delta_softplus=True)
     assert torch.isfinite(out).all()
     torch.testing.assert_close(out.double(), ref, rtol=6e-4, atol=2e-3)
@@ -106,8 +107,17 @@ def test_chunked_matches_ref_bitwise_close_across_chunk_sizes():
         torch.testing.assert_close(o, outs[0], rtol=1e-5, atol=1e-5)
 
 
-def test_default_backend_on_cpu_is_torch():
+def test_default_backend_on_cpu_is_numba_else_torch(monkeypatch):
+    import ssm_apps.kernels._backend as backend_module
+
+    assert default_backend(torch.device("cpu")) == "numba"
+    monkeypatch.setenv("SSM_APPS_SCAN_BACKEND", "ref")  # the user's default for backend=None
+    assert default_backend(torch.device("cpu")) == "ref"
+    monkeypatch.delenv("SSM_APPS_SCAN_BACKEND")
+    monkeypatch.setattr(backend_module, "numba_available", lambda: False)
     assert default_backend(torch.device("cpu")) == "torch"
+    with pytest.raises(RuntimeError, match="backend 'numba' needs a CPU tensor and numba installed"):
+        selective_scan(**_valid(), backend="numba")
 
 
 def _valid():
@@ -144,7 +154,7 @@ def test_unknown_backend_and_triton_on_cpu():
         selective_scan(**_valid(), backend="triton")
 
 
-@pytest.mark.parametrize("backend", ["ref", "torch"])
+@pytest.mark.parametrize("backend", ["ref", "torch", "numba"])
 def test_python_floats_for_D_and_delta_bias(backend):
     """D and delta_bias may be Python numbers: the same result as the (d,) tensors filled with them."""
     inp = _valid()

@@ -12,8 +12,8 @@ from .chunked import scan_chunked
 from .options import TritonScanOptions, check_options
 from .ref import scan_ref
 
-Backend = Literal["ref", "torch", "triton"]
-BACKENDS: tuple[str, ...] = ("ref", "torch", "triton")
+Backend = Literal["ref", "torch", "numba", "triton"]
+BACKENDS: tuple[str, ...] = ("ref", "torch", "numba", "triton")
 
 
 def default_backend(device: torch.device) -> str:
@@ -49,7 +49,8 @@ def selective_scan(
         z: (b, d, L) gate.
         delta_bias: (d,) float32, or a Python float used for every channel.
         return_last_state: also return the final state (b, d, n) float32.
-        backend: "ref" (sequential), "torch" (chunked), "triton" (CUDA), None = best available.
+        backend: "ref" (sequential), "torch" (chunked), "numba" (compiled CPU loop), "triton" (CUDA),
+            None = the best available (triton on CUDA, numba on CPU where installed, else torch).
         out_dtype: dtype of ``out`` (default u's), e.g. float32 output from 16-bit inputs.
         triton_options: how the Triton kernels run (``TritonScanOptions``; None = the defaults);
             the other backends do not read it.
@@ -79,7 +80,10 @@ def selective_scan(
         dt = dt + delta_bias[:, None]
     if delta_softplus:
         dt = F.softplus(dt)
-    core = scan_ref if backend == "ref" else scan_chunked
+    if backend == "numba":
+        from .numba_cpu import scan_numba as core  # lazily: it imports numba
+    else:
+        core = scan_ref if backend == "ref" else scan_chunked
     y, last_state = core(u32, dt, A, B.float(), C.float())
     out = y if D is None else y + u32 * D[:, None]
     if z is not None:

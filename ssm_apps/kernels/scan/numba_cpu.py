@@ -1,0 +1,163 @@
+"""Selective scan compiled for the CPU with numba (the "numba" backend; no build step: numba's wheel).
+
+The recurrence of :mod:`.ref` runs one channel per thread (``prange`` over batch x channels), float32
+state in registers, so the forward pass needs O(b * d * n) working memory whatever the length. With
+autograd, the forward pass also keeps the state at every ``CHUNK``-th step (b * d * n * L / CHUNK
+floats); the backward pass walks the sequence in reverse, recomputes each chunk's states from its
+saved start (a thread-local (CHUNK + 1) x n buffer) and accumulates the adjoints:
+
+    g_t   = g_{t+1} * exp(delta_{t+1} A) + dy_t C_t          (adjoint of h_t, per state n)
+    du_t  = sum_n g_t delta_t B_t          dC_t += dy_t h_t     dB_t += g_t delta_t u_t
+    ddelta_t = sum_n g_t (A exp(delta_t A) h_{t-1} + u_t B_t)  dA += g_t delta_t exp(delta_t A) h_{t-1}
+
+The backward threads each own one (batch, channel-group) block, so the B / C gradients of the
+channels sharing a group are summed without races. numba compiles the kernels on first use (a few
+seconds, cached on disk where the package directory is writable).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from numba import njit, prange
+
+CHUNK = 64  # steps between saved states in the forward pass (backward recomputes within a chunk)
+
+
+@njit(parallel=True, cache=True)
+def _forward(u, dt, A, B, C, y, h_last, saved, chunk):  # pragma: no cover - compiled
+    bsz, dim, length = u.shape
+    n = A.shape[1]
+    gb, gc = B.shape[1], C.shape[1]
+    per_b, per_c = dim // gb, dim // gc
+    save = saved.shape[2] > 0
+    for idx in prange(bsz * dim):
+        bi = idx // dim
+        di = idx - bi * dim
+        jb, jc = di // per_b, di // per_c
+        h = np.zeros(n, np.float32)
+        for t in range(length):
+            if save and t % chunk == 0:
+                for k in range(n):
+                    saved[bi, di, t // chunk, k] = h[k]
+            d_t = dt[bi, di, t]
+            x = d_t * u[bi, di, t]
+            acc = np.float32(0.0)
+            for k in range(n):
+                h[k] = math.exp(d_t * A[di, k]) * h[k] + x * B[bi, jb, k, t]
+                acc += h[k] * C[bi, jc, k, t]
+            y[bi, di, t] = acc
+        for k in range(n):
+            h_last[bi, di, k] = h[k]
+
+@njit(parallel=True, cache=True)
+def _backward(u, dt, A, B, C, saved, dy, dh_last, chunk, du, ddt, dA, dB, dC):  # pragma: no cover
+    bsz, dim, length = u.shape
+    n = A.shape[1]
+    groups = dB.shape[1]
+    per_g = dim // groups
+    gb, gc = B.shape[1], C.shape[1]
+    per_b, per_c = dim // gb, dim // gc
+    n_chunks = saved.shape[2]
+    for idx in prange(bsz * groups):
+        bi = idx // groups
+        gi = idx - bi * groups
+        hs = np.empty((chunk + 1, n), np.float32)
+        g = np.empty(n, np.float32)
+        for di in range(gi * per_g, (gi + 1) * per_g):
+            jb, jc = di // per_b, di // per_c
+            for k in range(n):
+                g[k] = dh_last[bi, di, k]
+                dA[bi, di, k] = 0.0
+            for c in range(n_chunks - 1, -1, -1):
+                t0 = c * chunk
+                t1 = min(length, t0 + chunk)
+                for k in range(n):  # recompute the chunk's states: hs[s] = h_{t0 + s - 1}
+                    hs[0, k] = saved[bi, di, c, k]
+                for t in range(t0, t1):
+                    d_t = dt[bi, di, t]
+                    x = d_t * u[bi, di, t]
+                    for k in range(n):
+                        hs[t - t0 + 1, k] = math.exp(d_t * A[di, k]) * hs[t - t0, k] + x * B[bi, jb, k, t]
+                for t in range(t1 - 1, t0 - 1, -1):
+                    d_t = dt[bi, di, t]
+                    u_t = u[bi, di, t]
+                    dy_t = dy[bi, di, t]
+                    du_t = np.float32(0.0)
+                    ddt_t = np.float32(0.0)
+                    s = t - t0
+                    for k in range(n):
+                        g[k] += dy_t * C[bi, jc, k, t]
+                        dC[bi, gi, k, t] += dy_t * hs[s + 1, k]
+                        a = math.exp(d_t * A[di, k])
+                        b_k = B[bi, jb, k, t]
+                        dB[bi, gi, k, t] += g[k] * d_t * u_t
+                        du_t += g[k] * d_t * b_k
+                        ddt_t += g[k] * (A[di, k] * a * hs[s, k] + u_t * b_k)
+                        dA[bi, di, k] += g[k] * d_t * a * hs[s, k]
+                        g[k] *= a
+                    du[bi, di, t] = du_t
+                    ddt[bi, di, t] = ddt_t
+
+
+def _as_grouped(X: torch.Tensor, batch: int, length: int) -> torch.Tensor:
+    """B or C in any accepted layout as (b, g, n, L): constant (d, n) -> g = d (expanded, no copy)."""
+    if X.dim() == 2:
+        return X[None, :, :, None].expand(batch, -1, -1, length)
+    if X.dim() == 3:
+        return X[:, None]
+    return X
+
+
+def _from_grouped(grad: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """The (b, G, n, L) gradient summed back to ``like``'s layout and group count."""
+    b, groups, n, length = grad.shape
+    if like.dim() == 2:
+        return grad.sum((0, 3)).reshape(like.shape)
+    g = 1 if like.dim() == 3 else like.shape[1]
+    grad = grad.reshape(b, g, groups // g, n, length).sum(2)
+    return grad[:, 0] if like.dim() == 3 else grad
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().numpy()
+
+
+class _NumbaScan(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, u, delta, A, B, C):  # type: ignore[override]
+        batch, dim, length = u.shape
+        Bg, Cg = _as_grouped(B, batch, length), _as_grouped(C, batch, length)
+        needs_grad = any(ctx.needs_input_grad)
+        saved = u.new_empty(batch, dim, -(-length // CHUNK) if needs_grad else 0, A.shape[1])
+        y = u.new_empty(batch, dim, length)
+        h_last = u.new_empty(batch, dim, A.shape[1])
+        _forward(_np(u), _np(delta), _np(A), _np(Bg), _np(Cg), y.numpy(), h_last.numpy(), saved.numpy(), CHUNK)
+        ctx.save_for_backward(u, delta, A, B, C, saved)
+        return y, h_last
+
+    @staticmethod
+    def backward(ctx, dy, dh_last):  # type: ignore[override]
+        u, delta, A, B, C, saved = ctx.saved_tensors
+        batch, dim, length = u.shape
+        Bg, Cg = _as_grouped(B, batch, length), _as_grouped(C, batch, length)
+        groups = max(Bg.shape[1], Cg.shape[1])
+        dy = torch.zeros_like(u) if dy is None else dy.float().contiguous()
+        dh_last = u.new_zeros(batch, dim, A.shape[1]) if dh_last is None else dh_last.float().contiguous()
+        du, ddt = torch.empty_like(u), torch.empty_like(u)
+        dA = u.new_empty(batch, dim, A.shape[1])
+        dBg = u.new_zeros(batch, groups, A.shape[1], length)
+        dCg = u.new_zeros(batch, groups, A.shape[1], length)
+        _backward(_np(u), _np(delta), _np(A), _np(Bg), _np(Cg), saved.numpy(), dy.numpy(), dh_last.numpy(), CHUNK,
+                 du.numpy(), ddt.numpy(), dA.numpy(), dBg.numpy(), dCg.numpy())
+        return du, ddt, dA.sum(0), _from_grouped(dBg, B), _from_grouped(dCg, C)
+
+
+def scan_numba(
+    u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """u, delta: (b, d, L) float32 CPU (delta already biased/softplus-ed); A: (d, n) float32; B, C: any
+    accepted layout, float32. Returns y (b, d, L) float32 and the last state (b, d, n) float32."""
+    u, delta, A = (t.contiguous() for t in (u, delta, A))
+    return _NumbaScan.apply(u, delta, A, B.float(), C.float())
