@@ -17,8 +17,9 @@ def test_bench_scan_cpu_shortened(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     result = json.loads(out.read_text())
     assert {(row["backend"], row["pass"]) for row in result["rows"]} == {
-        (b, p) for b in ("ref", "torch") for p in ("fwd", "fwd+bwd")
+        (b, p) for b in ("ref", "torch", "numba") for p in ("fwd", "fwd+bwd")
     }
     assert all(row["median_ms"] > 0 for row in result["rows"])
     assert [s["pass"] for s in result["speedup"]] == ["fwd", "fwd+bwd"]
-    assert "speed-up" in r.stdout
+    assert all(s["numba_vs_torch"] > 0 for s in result["speedup"])
+    assert "numba/torch" in r.stdout

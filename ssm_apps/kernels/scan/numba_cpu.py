@@ -120,6 +120,11 @@ def _from_grouped(grad: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return grad[:, 0] if like.dim() == 3 else grad
 
 
+def _empty(*shape: int, zero: bool = False) -> torch.Tensor:
+    """A plain float32 CPU tensor (not a subclass such as MONAI's MetaTensor, whatever the inputs are)."""
+    return torch.zeros(shape) if zero else torch.empty(shape)
+
+
 def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().numpy()
 
@@ -130,9 +135,9 @@ class _NumbaScan(torch.autograd.Function):
         batch, dim, length = u.shape
         Bg, Cg = _as_grouped(B, batch, length), _as_grouped(C, batch, length)
         needs_grad = any(ctx.needs_input_grad)
-        saved = u.new_empty(batch, dim, -(-length // CHUNK) if needs_grad else 0, A.shape[1])
-        y = u.new_empty(batch, dim, length)
-        h_last = u.new_empty(batch, dim, A.shape[1])
+        n = A.shape[1]
+        saved = _empty(batch, dim, -(-length // CHUNK) if needs_grad else 0, n)
+        y, h_last = _empty(batch, dim, length), _empty(batch, dim, n)
         _forward(_np(u), _np(delta), _np(A), _np(Bg), _np(Cg), y.numpy(), h_last.numpy(), saved.numpy(), CHUNK)
         ctx.save_for_backward(u, delta, A, B, C, saved)
         return y, h_last
@@ -143,12 +148,11 @@ class _NumbaScan(torch.autograd.Function):
         batch, dim, length = u.shape
         Bg, Cg = _as_grouped(B, batch, length), _as_grouped(C, batch, length)
         groups = max(Bg.shape[1], Cg.shape[1])
-        dy = torch.zeros_like(u) if dy is None else dy.float().contiguous()
-        dh_last = u.new_zeros(batch, dim, A.shape[1]) if dh_last is None else dh_last.float().contiguous()
-        du, ddt = torch.empty_like(u), torch.empty_like(u)
-        dA = u.new_empty(batch, dim, A.shape[1])
-        dBg = u.new_zeros(batch, groups, A.shape[1], length)
-        dCg = u.new_zeros(batch, groups, A.shape[1], length)
+        n = A.shape[1]
+        dy = _empty(batch, dim, length, zero=True) if dy is None else dy.float().contiguous()
+        dh_last = _empty(batch, dim, n, zero=True) if dh_last is None else dh_last.float().contiguous()
+        du, ddt, dA = _empty(batch, dim, length), _empty(batch, dim, length), _empty(batch, dim, n)
+        dBg, dCg = _empty(batch, groups, n, length, zero=True), _empty(batch, groups, n, length, zero=True)
         _backward(_np(u), _np(delta), _np(A), _np(Bg), _np(Cg), saved.numpy(), dy.numpy(), dh_last.numpy(), CHUNK,
                  du.numpy(), ddt.numpy(), dA.numpy(), dBg.numpy(), dCg.numpy())
         return du, ddt, dA.sum(0), _from_grouped(dBg, B), _from_grouped(dCg, C)
