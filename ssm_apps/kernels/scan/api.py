@@ -74,16 +74,21 @@ def selective_scan(
                                      out_dtype=out_dtype, options=triton_options)
 
     dtype_in = u.dtype
+    if backend == "numba":
+        from .numba_cpu import scan_numba  # lazily: it imports numba
+
+        out, last_state = scan_numba(u, delta, A, B, C, D, delta_bias, delta_softplus)
+        if z is not None:
+            out = out * F.silu(z.float())
+        out = out.to(out_dtype or dtype_in)
+        return (out, last_state) if return_last_state else out
     u32 = u.float()
     dt = delta.float()
     if delta_bias is not None:
         dt = dt + delta_bias[:, None]
     if delta_softplus:
         dt = F.softplus(dt)
-    if backend == "numba":
-        from .numba_cpu import scan_numba as core  # lazily: it imports numba
-    else:
-        core = scan_ref if backend == "ref" else scan_chunked
+    core = scan_ref if backend == "ref" else scan_chunked
     y, last_state = core(u32, dt, A, B.float(), C.float())
     out = y if D is None else y + u32 * D[:, None]
     if z is not None:

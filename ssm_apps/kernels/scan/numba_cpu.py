@@ -25,8 +25,23 @@ from numba import njit, prange
 CHUNK = 64  # steps between saved states in the forward pass (backward recomputes within a chunk)
 
 
+@njit(inline="always", cache=True)
+def _step_size(raw, softplus):  # pragma: no cover - compiled
+    """delta + delta_bias, through softplus (threshold 20, as torch) when asked."""
+    if softplus and raw <= 20.0:
+        return math.log1p(math.exp(raw))
+    return raw
+
+
+@njit(inline="always", cache=True)
+def _step_size_grad(raw, softplus):  # pragma: no cover - compiled
+    if softplus and raw <= 20.0:
+        return 1.0 / (1.0 + math.exp(-raw))
+    return 1.0
+
+
 @njit(parallel=True, cache=True)
-def _forward(u, dt, A, B, C, y, h_last, saved, chunk):  # pragma: no cover - compiled
+def _forward(u, delta, bias, softplus, A, B, C, D, y, h_last, saved, chunk):  # pragma: no cover - compiled
     bsz, dim, length = u.shape
     n = A.shape[1]
     gb, gc = B.shape[1], C.shape[1]
@@ -41,18 +56,20 @@ def _forward(u, dt, A, B, C, y, h_last, saved, chunk):  # pragma: no cover - com
             if save and t % chunk == 0:
                 for k in range(n):
                     saved[bi, di, t // chunk, k] = h[k]
-            d_t = dt[bi, di, t]
-            x = d_t * u[bi, di, t]
+            d_t = np.float32(_step_size(delta[bi, di, t] + bias[di], softplus))
+            u_t = u[bi, di, t]
+            x = d_t * u_t
             acc = np.float32(0.0)
             for k in range(n):
                 h[k] = math.exp(d_t * A[di, k]) * h[k] + x * B[bi, jb, k, t]
                 acc += h[k] * C[bi, jc, k, t]
-            y[bi, di, t] = acc
+            y[bi, di, t] = acc + D[di] * u_t
         for k in range(n):
             h_last[bi, di, k] = h[k]
 
 @njit(parallel=True, cache=True)
-def _backward(u, dt, A, B, C, saved, dy, dh_last, chunk, du, ddt, dA, dB, dC):  # pragma: no cover
+def _backward(u, delta, bias, softplus, A, B, C, D, saved, dy, dh_last, chunk,  # pragma: no cover
+              du, ddelta, dA, dB, dC, dD, dbias):
     bsz, dim, length = u.shape
     n = A.shape[1]
     groups = dB.shape[1]
@@ -70,21 +87,25 @@ def _backward(u, dt, A, B, C, saved, dy, dh_last, chunk, du, ddt, dA, dB, dC):  
             for k in range(n):
                 g[k] = dh_last[bi, di, k]
                 dA[bi, di, k] = 0.0
+            dD_acc = 0.0
+            dbias_acc = 0.0
             for c in range(n_chunks - 1, -1, -1):
                 t0 = c * chunk
                 t1 = min(length, t0 + chunk)
                 for k in range(n):  # recompute the chunk's states: hs[s] = h_{t0 + s - 1}
                     hs[0, k] = saved[bi, di, c, k]
                 for t in range(t0, t1):
-                    d_t = dt[bi, di, t]
+                    d_t = np.float32(_step_size(delta[bi, di, t] + bias[di], softplus))
                     x = d_t * u[bi, di, t]
                     for k in range(n):
                         hs[t - t0 + 1, k] = math.exp(d_t * A[di, k]) * hs[t - t0, k] + x * B[bi, jb, k, t]
                 for t in range(t1 - 1, t0 - 1, -1):
-                    d_t = dt[bi, di, t]
+                    raw = delta[bi, di, t] + bias[di]
+                    d_t = np.float32(_step_size(raw, softplus))
                     u_t = u[bi, di, t]
                     dy_t = dy[bi, di, t]
-                    du_t = np.float32(0.0)
+                    dD_acc += dy_t * u_t
+                    du_t = dy_t * D[di]
                     ddt_t = np.float32(0.0)
                     s = t - t0
                     for k in range(n):
@@ -98,7 +119,11 @@ def _backward(u, dt, A, B, C, saved, dy, dh_last, chunk, du, ddt, dA, dB, dC):  
                         dA[bi, di, k] += g[k] * d_t * a * hs[s, k]
                         g[k] *= a
                     du[bi, di, t] = du_t
-                    ddt[bi, di, t] = ddt_t
+                    ddt_t *= np.float32(_step_size_grad(raw, softplus))
+                    ddelta[bi, di, t] = ddt_t
+                    dbias_acc += ddt_t
+            dD[bi, di] = dD_acc
+            dbias[bi, di] = dbias_acc
 
 
 def _as_grouped(X: torch.Tensor, batch: int, length: int) -> torch.Tensor:
@@ -131,37 +156,65 @@ def _np(t: torch.Tensor) -> np.ndarray:
 
 class _NumbaScan(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, u, delta, A, B, C):  # type: ignore[override]
+    def forward(ctx, u, delta, A, B, C, D, delta_bias, softplus):  # type: ignore[override]
         batch, dim, length = u.shape
         Bg, Cg = _as_grouped(B, batch, length), _as_grouped(C, batch, length)
         needs_grad = any(ctx.needs_input_grad)
         n = A.shape[1]
         saved = _empty(batch, dim, -(-length // CHUNK) if needs_grad else 0, n)
         y, h_last = _empty(batch, dim, length), _empty(batch, dim, n)
-        _forward(_np(u), _np(delta), _np(A), _np(Bg), _np(Cg), y.numpy(), h_last.numpy(), saved.numpy(), CHUNK)
-        ctx.save_for_backward(u, delta, A, B, C, saved)
+        _forward(_np(u), _np(delta), _np(delta_bias), softplus, _np(A), _np(Bg), _np(Cg), _np(D), y.numpy(),
+                 h_last.numpy(), saved.numpy(), CHUNK)
+        ctx.save_for_backward(u, delta, A, B, C, D, delta_bias, saved)
+        ctx.softplus = softplus
         return y, h_last
 
     @staticmethod
     def backward(ctx, dy, dh_last):  # type: ignore[override]
-        u, delta, A, B, C, saved = ctx.saved_tensors
+        u, delta, A, B, C, D, delta_bias, saved = ctx.saved_tensors
         batch, dim, length = u.shape
         Bg, Cg = _as_grouped(B, batch, length), _as_grouped(C, batch, length)
         groups = max(Bg.shape[1], Cg.shape[1])
         n = A.shape[1]
         dy = _empty(batch, dim, length, zero=True) if dy is None else dy.float().contiguous()
         dh_last = _empty(batch, dim, n, zero=True) if dh_last is None else dh_last.float().contiguous()
-        du, ddt, dA = _empty(batch, dim, length), _empty(batch, dim, length), _empty(batch, dim, n)
+        du, ddelta, dA = _empty(batch, dim, length), _empty(batch, dim, length), _empty(batch, dim, n)
+        dD, dbias = _empty(batch, dim), _empty(batch, dim)
         dBg, dCg = _empty(batch, groups, n, length, zero=True), _empty(batch, groups, n, length, zero=True)
-        _backward(_np(u), _np(delta), _np(A), _np(Bg), _np(Cg), saved.numpy(), dy.numpy(), dh_last.numpy(), CHUNK,
-                 du.numpy(), ddt.numpy(), dA.numpy(), dBg.numpy(), dCg.numpy())
-        return du, ddt, dA.sum(0), _from_grouped(dBg, B), _from_grouped(dCg, C)
+        _backward(_np(u), _np(delta), _np(delta_bias), ctx.softplus, _np(A), _np(Bg), _np(Cg), _np(D),
+                  saved.numpy(), dy.numpy(), dh_last.numpy(), CHUNK, du.numpy(), ddelta.numpy(), dA.numpy(),
+                  dBg.numpy(), dCg.numpy(), dD.numpy(), dbias.numpy())
+        return (du, ddelta, dA.sum(0), _from_grouped(dBg, B), _from_grouped(dCg, C), dD.sum(0), dbias.sum(0),
+                None)
 
 
 def scan_numba(
-    u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor | None = None,
+    delta_bias: torch.Tensor | None = None,
+    delta_softplus: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """u, delta: (b, d, L) float32 CPU (delta already biased/softplus-ed); A: (d, n) float32; B, C: any
-    accepted layout, float32. Returns y (b, d, L) float32 and the last state (b, d, n) float32."""
-    u, delta, A = (t.contiguous() for t in (u, delta, A))
-    return _NumbaScan.apply(u, delta, A, B.float(), C.float())
+    """The scan with the step-size bias, softplus and skip fused in (no gate).
+
+    Args:
+        u: (b, d, L) float32 CPU input.
+        delta: (b, d, L) float32 raw step sizes.
+        A: (d, n) float32.
+        B: any accepted layout (constant (d, n), shared (b, n, L), grouped (b, g, n, L)).
+        C: as B.
+        D: (d,) float32 skip weight, or None.
+        delta_bias: (d,) float32, or None.
+        delta_softplus: softplus of ``delta + delta_bias``.
+
+    Returns:
+        ``y + D * u`` (b, d, L) float32 and the last state (b, d, n) float32.
+    """
+    dim = u.shape[1]
+    D = torch.zeros(dim) if D is None else D.float().contiguous()
+    delta_bias = torch.zeros(dim) if delta_bias is None else delta_bias.float().contiguous()
+    u, delta, A = (t.float().contiguous() for t in (u, delta, A))
+    return _NumbaScan.apply(u, delta, A, B.float(), C.float(), D, delta_bias, bool(delta_softplus))
