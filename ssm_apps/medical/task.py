@@ -1,9 +1,9 @@
 """Lightning tasks: ``MedicalPretrainTask`` (MambaMIM) and ``MedicalSegmentationTask`` (HyMamba).
 
 Both rebuild their network from plain arguments saved with ``save_hyperparameters()``, so
-``Task.load_from_checkpoint(path)`` needs no YAML. (Written directly on ``lightning.LightningModule`` with
-``_common_step(batch, stage)`` and the shared argument names ``lr``, ``weight_decay``, ``warmup_steps``,
-``min_lr``, to move onto ``ssm_apps.training`` once it lands.)
+``Task.load_from_checkpoint(path)`` needs no YAML. Both are :class:`~ssm_apps.training.SSMTask` subclasses
+(``_common_step(batch, stage)``, the shared AdamW and parameter groups); their schedule is the official one below,
+set per optimizer step rather than through a torch scheduler because it moves the weight decay too.
 
 Schedules (per optimizer step s of S, warm-up W), as the official MambaMIM pre-training:
 
@@ -20,10 +20,12 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import lightning as L
 import torch
 from torch import nn
 
+from ..training.optim import param_groups_weight_decay
+from ..training.schedules import warmup_cosine_lr
+from ..training.task import SSMTask
 from .hymamba import create_hymamba
 from .mambamim import MambaMIM
 
@@ -33,39 +35,30 @@ __all__ = ["MedicalPretrainTask", "MedicalSegmentationTask", "lr_wd_at", "param_
 def lr_wd_at(step: int, total: int, lr: float, min_lr: float, warmup_steps: int, warmup_start: float,
              weight_decay: float, weight_decay_end: float) -> tuple[float, float]:
     """(learning rate, weight decay) of optimizer step ``step`` (0-based) of ``total`` (formula in the module doc)."""
-    if step < warmup_steps:
-        cur = lr * (warmup_start + (1 - warmup_start) * step / warmup_steps)
-    else:
-        t = min(1.0, (step - warmup_steps) / max(1, total - 1 - warmup_steps))
-        cur = min_lr + (lr - min_lr) * 0.5 * (1 + math.cos(math.pi * t))
+    cur = warmup_cosine_lr(step, lr, total - 1, warmup_steps, warmup_start * lr, min_lr)
     t = min(1.0, step / max(1, total - 1))
     wd = weight_decay_end + (weight_decay - weight_decay_end) * 0.5 * (1 + math.cos(math.pi * t))
     return cur, wd
 
 
-def param_groups(model: nn.Module) -> list[dict[str, Any]]:
-    """Two AdamW groups: decayed weights (``wd_scale`` 1) and parameters with at most one dimension, biases,
-    ``_no_weight_decay`` parameters and ``model.no_weight_decay()`` names (``wd_scale`` 0)."""
-    skip = set(model.no_weight_decay()) if hasattr(model, "no_weight_decay") else set()
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        if p.ndim <= 1 or name.endswith(".bias") or name in skip or getattr(p, "_no_weight_decay", False):
-            no_decay.append(p)
-        else:
-            decay.append(p)
-    return [{"params": decay, "wd_scale": 1.0}, {"params": no_decay, "wd_scale": 0.0}]
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """The shared two groups (:func:`~ssm_apps.training.optim.param_groups_weight_decay`: no decay on
+    parameters with at most one dimension, biases, ``_no_weight_decay`` ones and ``model.no_weight_decay()``
+    names), each with ``wd_scale`` (1 / 0) for the weight-decay schedule."""
+    return [dict(g, wd_scale=1.0 if g["weight_decay"] else 0.0)
+            for g in param_groups_weight_decay(model, weight_decay)]
 
 
-class _ScheduledTask(L.LightningModule):
+class _ScheduledTask(SSMTask):
     """AdamW with per-step lr / weight-decay schedules (``lr_wd_at``) and gradient-norm clipping."""
 
     model: nn.Module
 
-    def configure_optimizers(self):
-        h = self.hparams
-        return torch.optim.AdamW(param_groups(self.model), lr=h.lr, weight_decay=h.weight_decay, betas=(0.9, 0.999))
+    def optim_param_groups(self) -> list[dict[str, Any]]:
+        return param_groups(self.model, self.hparams.weight_decay)
+
+    def build_scheduler(self, optimizer: torch.optim.Optimizer, base_lr: float) -> None:
+        return None  # lr and weight decay are set per step in on_train_batch_start
 
     def _total_steps(self) -> int:
         return max(1, int(self.trainer.estimated_stepping_batches)) if self._trainer is not None else 1
@@ -117,12 +110,6 @@ class MedicalPretrainTask(_ScheduledTask):
         self.log(f"{stage}_loss", out["loss"], prog_bar=True, batch_size=x.shape[0], on_step=stage == "train",
                  on_epoch=True)
         return out["loss"]
-
-    def training_step(self, batch, batch_idx):
-        return self._common_step(batch, "train")
-
-    def validation_step(self, batch, batch_idx):
-        return self._common_step(batch, "val")
 
 
 class MedicalSegmentationTask(_ScheduledTask):
@@ -211,15 +198,6 @@ class MedicalSegmentationTask(_ScheduledTask):
         out[f"{stage}_dice"] = float(torch.nanmean(scores))
         self.log(f"{stage}_dice", out[f"{stage}_dice"], prog_bar=True)
         return out
-
-    def training_step(self, batch, batch_idx):
-        return self._common_step(batch, "train")
-
-    def validation_step(self, batch, batch_idx):
-        return self._common_step(batch, "val")
-
-    def test_step(self, batch, batch_idx):
-        return self._common_step(batch, "test")
 
     def on_validation_epoch_end(self) -> None:
         self._dice_epoch_end("val")

@@ -22,12 +22,12 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from ..training.optim import param_groups_weight_decay
+from ..training.task import SSMTask
 from .segmentation import SegmentationModel
 
 __all__ = ["SegmentationTask", "iou_from_confusion", "poly_warmup_factor"]
@@ -56,7 +56,7 @@ def iou_from_confusion(confusion: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
     return iou, iou.nanmean(), acc
 
 
-class SegmentationTask(L.LightningModule):
+class SegmentationTask(SSMTask):
     """Semantic segmentation with a timm ``features_only`` backbone and a decode head.
 
     Args:
@@ -118,6 +118,7 @@ class SegmentationTask(L.LightningModule):
         if class_names is not None and len(class_names) != num_classes:
             raise ValueError(f"SegmentationTask: {len(class_names)} class_names for num_classes={num_classes}")
         self.save_hyperparameters()
+        self.check_task_hyperparameters()
         self.model = SegmentationModel(backbone, num_classes, head, head_kwargs, aux_head, None, backbone_kwargs,
                                        pretrained)
         self.class_names = list(class_names) if class_names is not None else None
@@ -187,15 +188,6 @@ class SegmentationTask(L.LightningModule):
         self.confusion[stage].update(logits.argmax(1), mask)
         return None
 
-    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
-        return self._common_step(batch, "train")
-
-    def validation_step(self, batch: Batch, batch_idx: int) -> None:
-        self._common_step(batch, "val")
-
-    def test_step(self, batch: Batch, batch_idx: int) -> None:
-        self._common_step(batch, "test")
-
     def _log_epoch(self, stage: str) -> None:
         iou, miou, acc = iou_from_confusion(self.confusion[stage].compute())
         self.log(f"{stage}_mIoU", miou.float(), prog_bar=True)
@@ -219,8 +211,9 @@ class SegmentationTask(L.LightningModule):
         return {"pred": logits.argmax(1).to(torch.uint8 if self.hparams.num_classes <= 256 else torch.int32),
                 "path": batch["path"]}
 
-    def param_groups(self) -> list[dict[str, Any]]:
-        """AdamW groups: (backbone, heads) x (decay, no decay); heads at ``head_lr_mult`` x lr."""
+    def optim_param_groups(self) -> list[dict[str, Any]]:
+        """AdamW groups: (backbone, heads) x (decay, no decay); heads at ``lr_scale = head_lr_mult``
+        (the decode heads are not a timm classifier, so the shared grouping's head split does not apply)."""
         hp = self.hparams
         groups = []
         heads = [m for m in (self.model.decode_head, self.model.auxiliary_head) if m is not None]
@@ -228,15 +221,15 @@ class SegmentationTask(L.LightningModule):
             skip = [n for n, _ in part.named_parameters() if any(k in n for k in NO_DECAY_KEYWORDS)]
             for g in param_groups_weight_decay(part, hp.weight_decay, extra_no_decay=skip):
                 if g["params"]:
-                    groups.append(dict(g, lr=hp.lr * mult, lr_mult=mult))
+                    groups.append(dict(g, lr_scale=mult))
         return groups
 
-    def configure_optimizers(self) -> Any:
+    def build_scheduler(self, optimizer: torch.optim.Optimizer, base_lr: float) -> dict[str, Any]:
+        """mmseg's poly schedule with its multiplicative warm-up (:func:`poly_warmup_factor`), per step."""
         hp = self.hparams
-        opt = torch.optim.AdamW(self.param_groups(), lr=hp.lr, betas=tuple(hp.betas))
         total = max(int(self.trainer.estimated_stepping_batches), 1)
         warmup = min(hp.warmup_steps, total)
+        floor = hp.min_lr / hp.lr
         sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda step: poly_warmup_factor(step, total, warmup, hp.warmup_ratio, hp.power, hp.min_lr / hp.lr)
-        )
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+            optimizer, lambda step: poly_warmup_factor(step, total, warmup, hp.warmup_ratio, hp.power, floor))
+        return {"scheduler": sched, "interval": "step"}

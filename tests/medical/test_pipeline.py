@@ -85,7 +85,7 @@ def test_official_schedules():
     assert math.isclose(lr_end, 1e-7) and math.isclose(wd_end, 0.2)
     task = MedicalPretrainTask({"img_size": 32, "decoder_width": 32, **TINY})
     assert math.isclose(task.hparams.min_lr, 1e-7)  # official: 0.001 * lr
-    groups = task.configure_optimizers().param_groups
+    groups = task.configure_optimizers()["optimizer"].param_groups
     no_decay = {id(p) for p in groups[1]["params"]}
     assert id(task.model.A_interpolation) in no_decay and id(task.model.mamba_mask_token) in no_decay
 

@@ -75,7 +75,7 @@ def test_schedule_and_metrics():
 def test_param_groups_head_lr_and_no_decay():
     task = SegmentationTask("segman_encoder_tiny", 2, "segman", {"channels": 16, "feat_proj_dim": 16},
                             backbone_kwargs=TINY, lr=1e-3, head_lr_mult=10)
-    groups = task.param_groups()
+    groups = task.build_optimizer(task.optim_param_groups(), 1e-3).param_groups  # as configure_optimizers
     names = {id(p): n for n, p in task.model.named_parameters()}
     for g in groups:
         for p in g["params"]:
