@@ -2,6 +2,7 @@
 
     python benchmarks/bench_segmentation_gpu.py                       # H200: the full table, > 5 minutes
     python benchmarks/bench_segmentation_gpu.py --quick --device cpu  # smoke test (tiny sizes)
+    python benchmarks/bench_segmentation_gpu.py --models segman_t convnext_t_upernet --no-flex   # the 2x target only
 
 Rows, per model and input (512x512 batch 8 and 1024x2048 batch 2, bf16 autocast, channels-first), in this order
 (the JSON is rewritten after each, so a run cut short keeps what it measured): every model with the PyTorch NA
@@ -47,6 +48,7 @@ from ssm_apps.layers.neighborhood_attention import neighborhood_attention_2d  # 
 from ssm_apps.vision.segman import SEGMAN_ADE_DECODERS, LASSMixer  # noqa: E402
 from ssm_apps.vision.segmentation import SegmentationModel  # noqa: E402
 
+MODELS = ["segman_t", "segman_s", "vmamba_t_upernet", "convnext_t_upernet"]
 PAPER_GFLOPS = {"segman_t": 6.2, "segman_s": 25.3, "segman_b": 58.1}
 TINY_SEGMAN = {"embed_dims": (16, 32, 48, 64), "depths": (1, 1, 1, 1), "num_heads": (1, 2, 3, 4),
                "kernel_sizes": (3, 3, 3, 3), "img_size": 96}
@@ -258,6 +260,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="tiny models and inputs (smoke test)")
     p.add_argument("--out", default=None)
     p.add_argument("--iters", type=int, default=10)
+    p.add_argument("--models", nargs="+", default=MODELS, choices=MODELS, help="default: all four")
+    p.add_argument("--flex", action=argparse.BooleanOptionalAction, default=True,
+                   help="also the SegMAN rows with the compiled flex_attention NA (minutes of compilation)")
     args = p.parse_args(argv)
     device = args.device
     if device == "cuda" and not torch.cuda.is_available():
@@ -271,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     iters, warmup = (2, 1) if args.quick else (args.iters, 3)
     # batch 2 at 1024x2048: the decoders' global-pool BatchNorm cannot train on one 1x1 value per channel
     inputs = [((96, 96), 2)] if args.quick else [((512, 512), 8), ((1024, 2048), 2)]
-    models = ["segman_t", "segman_s", "vmamba_t_upernet", "convnext_t_upernet"]
+    models = args.models
     failures = 0
     result: dict = {"device": name, "torch": torch.__version__, "rows": [], "gflops": {}, "na_check": [],
                     "profile": None}
@@ -327,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
         traceback.print_exc()
         result["profile"] = {"error": f"{type(e).__name__}: {e}"[:200]}
     save()
-    if device == "cuda":
+    if device == "cuda" and args.flex:
         for mname in (m for m in models if m.startswith("segman")):
             model = build(mname, args.quick).to(device)
             measure_rows(model, mname, "flex")
