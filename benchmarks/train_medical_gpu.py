@@ -74,7 +74,7 @@ def autocast(device: torch.device):
 def train_loop(task, data, steps: int, device: torch.device, log_every: int, name: str) -> dict:
     """Plain loop over the task's own pieces (model, loss, param groups, lr/wd schedule, clipping)."""
     task.to(device).train()
-    opt = task.configure_optimizers()
+    opt = task.configure_optimizers()["optimizer"]  # an SSMTask dict; the loop below sets lr and wd per step
     h = task.hparams
     t0, losses = time.perf_counter(), []
     for step, batch in enumerate(data):
@@ -195,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--parts", default="abc", help="which results to run: any of a, b, c (c needs a)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-root", type=Path, default=DEFAULT_DATA, help="folder holding medical3d/ and medical2d/")
+    p.add_argument("--intensity-aug", type=float, default=0.0,
+                   help="3-D training crops: probability of MONAI's random intensity scale / shift (0 = off)")
     args = p.parse_args(argv)
     device = torch.device(args.device)
     out = Path(args.out)
@@ -224,8 +226,9 @@ def main(argv: list[str] | None = None) -> int:
     t = time.perf_counter()
     common = dict(labels=list(ORGANS.values()), pixdim=pixdim, intensity_range=(-175.0, 250.0), roi_size=roi,
                   num_samples=args.batch, cache="memory")
+    results["intensity_aug"] = args.intensity_aug
     ts = args.data_root / TS
-    dm = MedicalDataModule(train=[{"image": str(ts / "example_ct.nii.gz"),
+    dm = MedicalDataModule(intensity_aug=args.intensity_aug, train=[{"image": str(ts / "example_ct.nii.gz"),
                                    "label": str(ts / "example_seg_fast_force_split.nii.gz")}],
                            test=[{"image": str(ts / "example_ct_dicom"),
                                   "label": str(ts / "example_seg_dicom.nii.gz")}],

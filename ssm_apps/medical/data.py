@@ -11,6 +11,7 @@ Transforms (dictionary keys ``image`` / ``label``)::
       -> SelectLabelsd (original label values ``labels`` -> classes 1..K, the rest background)
       -> Spacingd(pixdim) -> ScaleIntensityRanged(intensity_range -> [0, 1], clipped)
       -> CropForegroundd -> train: RandCropByPosNegLabeld(roi_size) -> RandFlipd (each axis) -> RandRotate90d
+                            [-> RandScaleIntensityd / RandShiftIntensityd with ``intensity_aug``]
                             val / test: the whole (cropped) volume, for sliding-window inference
 
 ``unlabelled=True`` (pre-training) drops labels: random crops ``RandSpatialCropSamplesd`` instead of the
@@ -116,6 +117,8 @@ class MedicalDataModule(L.LightningDataModule):
         num_samples: crops per volume per step.
         pos, neg: RandCropByPosNegLabeld's foreground / background centre ratio.
         crop_foreground: CropForegroundd on the image before sampling (training / validation).
+        intensity_aug: probability of each of ``RandScaleIntensityd(factors=0.1)`` and
+            ``RandShiftIntensityd(offsets=0.1)`` on training crops (MONAI's BTCV recipe uses 0.5; 0 = off).
         batch_size: training batch (volumes; each gives ``num_samples`` crops).
         cache: "memory" (CacheDataset), "disk" (PersistentDataset) or "none".
         cache_dir: PersistentDataset folder.
@@ -129,7 +132,7 @@ class MedicalDataModule(L.LightningDataModule):
                  labels: list[int] | None = None, num_classes: int | None = None,
                  pixdim: Sequence[float] | None = (1.5, 1.5, 2.0), intensity_range: Sequence[float] = (-175.0, 250.0),
                  roi_size: Sequence[int] = (96, 96, 96), num_samples: int = 2, pos: float = 1.0, neg: float = 1.0,
-                 crop_foreground: bool = True, batch_size: int = 1, cache: str = "memory",
+                 crop_foreground: bool = True, intensity_aug: float = 0.0, batch_size: int = 1, cache: str = "memory",
                  cache_dir: str | None = None, num_workers: int = 0, seed: int = 0) -> None:
         super().__init__()
         if spatial_dims not in (2, 3):
@@ -138,6 +141,9 @@ class MedicalDataModule(L.LightningDataModule):
             raise ValueError(f"MedicalDataModule: argument 'cache' must be 'memory', 'disk' or 'none'; got {cache!r}")
         if cache == "disk" and not cache_dir:
             raise ValueError("MedicalDataModule: cache='disk' needs 'cache_dir'")
+        if not 0.0 <= intensity_aug <= 1.0:
+            raise ValueError(f"MedicalDataModule: argument 'intensity_aug' must be a probability in [0, 1]; "
+                             f"got {intensity_aug}")
         if len(roi_size) != spatial_dims:
             raise ValueError(f"MedicalDataModule: argument 'roi_size' must have {spatial_dims} sizes; got {roi_size}")
         self.save_hyperparameters()
@@ -218,7 +224,11 @@ class MedicalDataModule(L.LightningDataModule):
                                                 neg=h.neg, num_samples=h.num_samples, image_key="image",
                                                 image_threshold=0, allow_smaller=True))
         out += [T.RandFlipd(keys, prob=0.1, spatial_axis=i) for i in range(h.spatial_dims)]
-        out += [T.RandRotate90d(keys, prob=0.1, max_k=3), T.EnsureTyped(keys, track_meta=False)]
+        out.append(T.RandRotate90d(keys, prob=0.1, max_k=3))
+        if h.intensity_aug > 0:
+            out += [T.RandScaleIntensityd("image", factors=0.1, prob=h.intensity_aug),
+                    T.RandShiftIntensityd("image", offsets=0.1, prob=h.intensity_aug)]
+        out.append(T.EnsureTyped(keys, track_meta=False))
         return T.Compose(out)
 
     def eval_transforms(self, split: str):

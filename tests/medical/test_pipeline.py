@@ -67,6 +67,24 @@ def test_data_errors_name_the_file(pair):
     assert set(torch.unique(crops[0]["label"]).tolist()) <= {0, 1}
 
 
+def test_intensity_augmentation(pair):
+    """intensity_aug=1: every crop is rescaled and shifted (MONAI's RandScale/RandShiftIntensityd); 0: the crop's
+    values are the volume's (whole-volume crops; flips and rotations keep the sorted values)."""
+    _, img, lab = pair
+
+    def crop(**kw):
+        dm = MedicalDataModule(train=[{"image": img, "label": lab}], labels=[2], num_samples=1, pixdim=None,
+                               crop_foreground=False, roi_size=(20, 20, 20), **kw)
+        dm.setup("fit")
+        return dm.datasets["train"][0][0]["image"].flatten().sort().values
+
+    reference = crop()
+    torch.testing.assert_close(crop(), reference)
+    assert not torch.allclose(crop(intensity_aug=1.0), reference)
+    with pytest.raises(ValueError, match=r"'intensity_aug' must be a probability in \[0, 1\]; got 1.5"):
+        MedicalDataModule(train=[{"image": img, "label": lab}], intensity_aug=1.5)
+
+
 def test_decathlon_datalist(pair, tmp_path):
     _, img, _ = pair
     (tmp_path / "dataset.json").write_text(
