@@ -37,6 +37,7 @@ from torch import nn
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.timing import median_seconds  # noqa: E402
 from ssm_apps.audio import ssamba_tiny
 
 WIDTH, DEPTH, HEADS = 192, 12, 3
@@ -96,27 +97,6 @@ class SSAMBAEncoder(nn.Module):
         return self.model.norm_f(self.model._encode(x))
 
 
-def timed(fn, iters: int, cuda: bool) -> float:
-    for _ in range(3):
-        fn()
-    if cuda:
-        torch.cuda.synchronize()
-    times = []
-    for _ in range(iters):
-        if cuda:
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            end.synchronize()
-            times.append(start.elapsed_time(end) / 1e3)
-        else:
-            t = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t)
-    return sorted(times)[len(times) // 2]
-
-
 def check(models: dict[str, nn.Module], device: torch.device) -> dict[str, float]:
     """Correctness before timing: naive == SDPA attention; SSAMBA encoder == SSAMBA.forward_features."""
     torch.manual_seed(0)
@@ -147,7 +127,7 @@ def measure(model: nn.Module, length: int, batch: int, dtype: torch.dtype, devic
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()
             base = torch.cuda.memory_allocated()
-        seconds = timed(run, iters, cuda)
+        seconds = median_seconds(run, "cuda" if cuda else "cpu", iters)
         peak = (torch.cuda.max_memory_allocated() - base) / 2**20 if cuda else float("nan")
         return {"seconds": seconds, "peak_mib": peak, "oom": False}
     except torch.OutOfMemoryError:

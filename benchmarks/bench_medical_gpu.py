@@ -14,7 +14,6 @@ import argparse
 import json
 import platform
 import sys
-import time
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.timing import mean_seconds  # noqa: E402
 from ssm_apps.medical.hymamba import create_hymamba  # noqa: E402
 
 
@@ -39,22 +39,6 @@ def build(name: str, size: int, quick: bool, classes: int) -> torch.nn.Module:
     if name == "segresnet":
         return SegResNet(spatial_dims=3, in_channels=1, out_channels=classes, init_filters=8 if quick else 32)
     raise ValueError(name)
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def time_it(fn, device: torch.device, warmup: int, iters: int) -> float:
-    for _ in range(warmup):
-        fn()
-    sync(device)
-    t = time.perf_counter()
-    for _ in range(iters):
-        fn()
-    sync(device)
-    return (time.perf_counter() - t) / iters * 1000.0
 
 
 def bench(model: torch.nn.Module, x: torch.Tensor, device: torch.device, warmup: int, iters: int) -> dict:
@@ -75,7 +59,7 @@ def bench(model: torch.nn.Module, x: torch.Tensor, device: torch.device, warmup:
         if device.type == "cuda":
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats(device)
-        row[key] = round(time_it(fn, device, warmup, iters), 2)
+        row[key] = round(mean_seconds(fn, device, warmup, iters) * 1e3, 2)
         if device.type == "cuda":
             row[key.replace("_ms", "_peak_gib")] = round(torch.cuda.max_memory_allocated(device) / 2 ** 30, 2)
     model.zero_grad(set_to_none=True)

@@ -32,9 +32,7 @@ import json
 import math
 import re
 import sys
-import time
 import traceback
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -43,6 +41,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import ssm_apps.layers.ss2d as ss2d_module  # noqa: E402
+from benchmarks.timing import mean_seconds  # noqa: E402
 import ssm_apps.vision.segman as segman_module  # noqa: E402
 from ssm_apps.layers.neighborhood_attention import neighborhood_attention_2d  # noqa: E402
 from ssm_apps.vision.segman import SEGMAN_ADE_DECODERS, LASSMixer  # noqa: E402
@@ -73,22 +72,6 @@ def set_na_backend(model: torch.nn.Module, backend: str) -> None:
             m.na_backend = backend
 
 
-def sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
-
-
-def timed(fn: Callable[[], object], device: str, warmup: int, iters: int) -> float:
-    for _ in range(warmup):
-        fn()
-    sync(device)
-    t = time.perf_counter()
-    for _ in range(iters):
-        fn()
-    sync(device)
-    return (time.perf_counter() - t) / iters
-
-
 def autocast(device: str):
     return torch.autocast(device, dtype=torch.bfloat16) if device == "cuda" else contextlib.nullcontext()
 
@@ -99,7 +82,7 @@ def bench_model(model, x, device, warmup, iters) -> dict:
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     with torch.no_grad(), autocast(device):
-        t = timed(lambda: model(x), device, warmup, iters)
+        t = mean_seconds(lambda: model(x), device, warmup, iters)
     out["fwd_ms"] = t * 1e3
     out["fwd_img_s"] = x.shape[0] / t
     out["fwd_peak_gb"] = torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None
@@ -112,7 +95,7 @@ def bench_model(model, x, device, warmup, iters) -> dict:
             loss = model(x).float().mean()
         loss.backward()
 
-    t = timed(step, device, warmup, iters)
+    t = mean_seconds(step, device, warmup, iters)
     model.zero_grad(set_to_none=True)
     out["train_ms"] = t * 1e3
     out["train_img_s"] = x.shape[0] / t
@@ -193,8 +176,8 @@ def na_check(device: str, quick: bool) -> list[dict]:
 
                 fwd = functools.partial(_na_forward, q, kk, v, k, rpb, backend)
                 fwd_bwd = functools.partial(_na_forward_backward, leaves, k, r, backend)
-                row[f"{backend}_fwd_ms"] = timed(fwd, device, 2, 5) * 1e3
-                row[f"{backend}_fwdbwd_ms"] = timed(fwd_bwd, device, 2, 5) * 1e3
+                row[f"{backend}_fwd_ms"] = mean_seconds(fwd, device, 2, 5) * 1e3
+                row[f"{backend}_fwdbwd_ms"] = mean_seconds(fwd_bwd, device, 2, 5) * 1e3
             except Exception as e:  # noqa: BLE001  (reported as a row)
                 row[f"{backend}_error"] = f"{type(e).__name__}: {e}"[:200]
         if "flex" in outs:
@@ -229,7 +212,7 @@ def module_profile(device: str, quick: bool) -> dict:
             loss = model(x).float().mean()
         loss.backward()
 
-    total = timed(step, device, 2, 3)
+    total = mean_seconds(step, device, 2, 3)
     segman_module.neighborhood_attention_2d, segman_module.selective_scan_2d = rec_na, rec_scan
     try:
         step()
@@ -248,8 +231,8 @@ def module_profile(device: str, quick: bool) -> dict:
                     for a in args]
             real_scan(*args, **kwargs).float().sum().backward()
 
-    na_t = timed(replay_na, device, 1, 3)
-    scan_t = timed(replay_scan, device, 1, 3)
+    na_t = mean_seconds(replay_na, device, 1, 3)
+    scan_t = mean_seconds(replay_scan, device, 1, 3)
     return {"step_ms": total * 1e3, "na_ms": na_t * 1e3, "scan_ms": scan_t * 1e3, "na_share": na_t / total,
             "scan_share": scan_t / total, "na_calls": len(calls["na"]), "scan_calls": len(calls["scan"])}
 

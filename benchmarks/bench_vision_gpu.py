@@ -32,14 +32,19 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import sys
 import time
 from pathlib import Path
 
 import timm
 import torch
 
-import ssm_apps.vision  # noqa: F401  (registers the models)
-from ssm_apps.kernels.norm import layer_norm_2d
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import ssm_apps.vision  # noqa: E402, F401  (registers the models)
+from benchmarks.timing import median_seconds, sync  # noqa: E402
+from ssm_apps.kernels.norm import layer_norm_2d  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "local"  # untracked; --out FILE to keep a result
 OURS = ["vmamba_tiny_s1l8", "vmamba_small_s2l15", "vmamba_base_s2l15",
@@ -61,32 +66,6 @@ OFFICIAL_H200 = {
 # ----------------------------------------------------------------------------- timing
 
 
-def _sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
-
-
-def timed(fn, iters: int, device: str) -> float:
-    """Median seconds per call over ``iters`` calls (CUDA events on CUDA), after 3 warm-up calls."""
-    for _ in range(3):
-        fn()
-    _sync(device)
-    times = []
-    for _ in range(iters):
-        if device == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            end.synchronize()
-            times.append(start.elapsed_time(end) / 1e3)
-        else:
-            t0 = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t0)
-    return sorted(times)[len(times) // 2]
-
-
 def _stats(ms: list[float]) -> dict:
     s = sorted(ms)
 
@@ -103,7 +82,7 @@ def step_statistics(step, steps: int, warmup: int, device: str, batch: int) -> d
     throughput of ``steps`` steps run back to back."""
     for _ in range(warmup):
         step()
-    _sync(device)
+    sync(device)
     event_ms, enqueue_ms, wall_ms = [], [], []
     for _ in range(steps):
         t0 = time.perf_counter()
@@ -123,7 +102,7 @@ def step_statistics(step, steps: int, warmup: int, device: str, batch: int) -> d
     t0 = time.perf_counter()
     for _ in range(steps):
         step()
-    _sync(device)
+    sync(device)
     pipelined = (time.perf_counter() - t0) / steps
     event = _stats(event_ms)
     return {"img_s": batch / (event["median_ms"] / 1e3), "event": event, "enqueue": _stats(enqueue_ms),
@@ -250,9 +229,9 @@ def _measure(name, args, module, norm, patched, graph, compile_model) -> dict:
     if not graph:
         module.eval()
         with torch.no_grad():
-            row["infer_fp32_img_s"] = args.batch / timed(lambda: model(x), args.iters, device)
+            row["infer_fp32_img_s"] = args.batch / median_seconds(lambda: model(x), device, args.iters)
             with torch.autocast(device, dtype=torch.bfloat16):
-                row["infer_bf16_img_s"] = args.batch / timed(lambda: model(x), args.iters, device)
+                row["infer_bf16_img_s"] = args.batch / median_seconds(lambda: model(x), device, args.iters)
     x = None  # free the inference batch before training
     module.train()
     if device == "cuda":

@@ -35,3 +35,20 @@ def selective_scan_oracle(u, delta, A, B, C, D=None, z=None, delta_bias=None, de
     if z is not None:
         y = y * F.silu(z.double())
     return y, h
+
+
+def scan_inputs(b, d, L, n, bc_layout, dtype, groups=2, seed=0):
+    """mamba_ssm's test distributions: u, B, C, D, z ~ N(0,1); delta, delta_bias ~ 0.5 U(0,1); A ~ -0.5 U(0,1)."""
+    g = torch.Generator().manual_seed(seed)
+    rn = lambda *s: torch.randn(*s, generator=g)  # noqa: E731
+    shapes = {"constant": (d, n), "shared": (b, n, L), "grouped": (b, groups, n, L)}
+    return dict(
+        u=rn(b, d, L).to(dtype),
+        delta=(0.5 * torch.rand(b, d, L, generator=g)).to(dtype),
+        A=-0.5 * torch.rand(d, n, generator=g),
+        B=rn(*shapes[bc_layout[0]]).to(dtype),
+        C=rn(*shapes[bc_layout[1]]).to(dtype),
+        D=rn(d),
+        z=rn(b, d, L).to(dtype),
+        delta_bias=0.5 * torch.rand(d, generator=g),
+    )

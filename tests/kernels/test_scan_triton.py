@@ -16,6 +16,7 @@ import torch
 from ssm_apps.kernels._backend import interpreting
 from ssm_apps.kernels.scan.triton import TritonScanOptions, selective_scan_triton
 from ssm_apps.kernels.scan.triton.segments import _segments
+from tests.helpers.oracle import scan_inputs as make_inputs
 from tests.helpers.oracle import selective_scan_oracle
 
 # mamba_ssm's test tolerances; du gets 2x, ddelta 5x rtol / 10x atol.
@@ -30,23 +31,6 @@ SHORT = TritonScanOptions(checkpoint_steps=16)
 @pytest.fixture(autouse=True)
 def interpreter_on():
     assert interpreting(), "TRITON_INTERPRET=1 must be set before triton is imported"
-
-
-def make_inputs(b, d, L, n, layout, dtype, groups=2, seed=0):
-    """mamba_ssm's test distributions: u, B, C, D, z ~ N(0,1); delta, delta_bias ~ 0.5 U(0,1); A ~ -0.5 U(0,1)."""
-    g = torch.Generator().manual_seed(seed)
-    rn = lambda *s: torch.randn(*s, generator=g)  # noqa: E731
-    shapes = {"constant": (d, n), "shared": (b, n, L), "grouped": (b, groups, n, L)}
-    return dict(
-        u=rn(b, d, L).to(dtype),
-        delta=(0.5 * torch.rand(b, d, L, generator=g)).to(dtype),
-        A=-0.5 * torch.rand(d, n, generator=g),
-        B=rn(*shapes[layout[0]]).to(dtype),
-        C=rn(*shapes[layout[1]]).to(dtype),
-        D=rn(d),
-        z=rn(b, d, L).to(dtype),
-        delta_bias=0.5 * torch.rand(d, generator=g),
-    )
 
 
 def check(inp, softplus, out_dtype=None, last_grad=False, seed=1, segments=None):

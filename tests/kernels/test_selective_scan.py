@@ -5,28 +5,12 @@ import pytest
 import torch
 
 from ssm_apps.kernels import default_backend, selective_scan
+from tests.helpers.oracle import scan_inputs as make_inputs
 from tests.helpers.oracle import selective_scan_oracle
 
 # mamba_ssm's test tolerances; du gets 2x, ddelta 5x rtol / 10x atol.
 TOL = {torch.float32: (6e-4, 2e-3), torch.bfloat16: (3e-2, 5e-2)}
 GRAD_SCALE = {"u": (2, 2), "delta": (5, 10)}
-
-
-def make_inputs(b, d, L, n, bc_layout, dtype, groups=2, seed=0):
-    """mamba_ssm's test distributions: u, B, C, D, z ~ N(0,1); delta, delta_bias ~ 0.5 U(0,1); A ~ -0.5 U(0,1)."""
-    g = torch.Generator().manual_seed(seed)
-    rn = lambda *s: torch.randn(*s, generator=g)
-    shapes = {"constant": (d, n), "shared": (b, n, L), "grouped": (b, groups, n, L)}
-    return dict(
-        u=rn(b, d, L).to(dtype),
-        delta=(0.5 * torch.rand(b, d, L, generator=g)).to(dtype),
-        A=-0.5 * torch.rand(d, n, generator=g),
-        B=rn(*shapes[bc_layout[0]]).to(dtype),
-        C=rn(*shapes[bc_layout[1]]).to(dtype),
-        D=rn(d),
-        z=rn(b, d, L).to(dtype),
-        delta_bias=0.5 * torch.rand(d, generator=g),
-    )
 
 
 CASES = [

@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch.utils.checkpoint import checkpoint
 
-from .layout import grouped_view, num_groups
+from .layout import grouped_bc
 
 DEFAULT_CHUNK = 64
 MAX_EXPONENT = 40.0
@@ -73,9 +73,7 @@ def scan_chunked(
     B, C: any accepted layout. Returns y (b, d, L) float32 and the last state (b, d, n) float32."""
     batch, dim, length = u.shape
     d_state = A.shape[1]
-    groups = num_groups(B, C)
-    Bv = grouped_view(B, dim, groups)
-    Cv = grouped_view(C, dim, groups)
+    groups, Bv, Cv = grouped_bc(B, C, dim)
     shape4 = (batch, groups, dim // groups, length)
     u4, dl4 = u.reshape(shape4), delta.reshape(shape4)
     A5 = A.reshape(1, groups, dim // groups, 1, d_state)

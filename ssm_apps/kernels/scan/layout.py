@@ -20,6 +20,12 @@ def num_groups(B: torch.Tensor, C: torch.Tensor) -> int:
     return g
 
 
+def grouped_bc(B: torch.Tensor, C: torch.Tensor, dim: int) -> tuple[int, torch.Tensor, torch.Tensor]:
+    """(G, B viewed, C viewed): :func:`num_groups` and :func:`grouped_view` of both, as the torch backends use."""
+    groups = num_groups(B, C)
+    return groups, grouped_view(B, dim, groups), grouped_view(C, dim, groups)
+
+
 def grouped_view(X: torch.Tensor, dim: int, groups: int) -> torch.Tensor:
     """View B or C as a tensor broadcastable to (b, G, d // G, L, n).
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from .layout import grouped_view, num_groups
+from .layout import grouped_bc
 
 
 def scan_ref(
@@ -19,9 +19,7 @@ def scan_ref(
     B, C: any accepted layout. Returns y (b, d, L) float32 and the last state (b, d, n) float32."""
     batch, dim, length = u.shape
     d_state = A.shape[1]
-    groups = num_groups(B, C)
-    Bv = grouped_view(B, dim, groups)
-    Cv = grouped_view(C, dim, groups)
+    groups, Bv, Cv = grouped_bc(B, C, dim)
 
     def at(X: torch.Tensor, t: int) -> torch.Tensor:  # (b, d, n) at step t
         step = X[..., t if X.shape[-2] > 1 else 0, :]
