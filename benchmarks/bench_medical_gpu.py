@@ -3,9 +3,11 @@
 Forward (no grad) and forward+backward time and peak memory at 96^3, batch 2, bf16 autocast, 14 classes:
 HyMamba (official preset) with the official raster scan and with the six-route tri6 scan, MONAI SwinUNETR
 (feature_size 48) and SegResNet (init_filters 32). Before timing, HyMamba-tri6's output with the Triton scan is
-checked against the same network on the PyTorch reference scan. Target: HyMamba's training step <= SwinUNETR's.
+checked against the same network on the PyTorch reference scan. Target: HyMamba's training step <= SwinUNETR's
+(each network in its faster memory format when ``--memory-formats`` lists both).
 
     python benchmarks/bench_medical_gpu.py                               # H200: about 1 minute
+    python benchmarks/bench_medical_gpu.py --memory-formats channels_first channels_last --profile
     python benchmarks/bench_medical_gpu.py --quick --device cpu --out runs/bench_medical_smoke.json
 """
 from __future__ import annotations
@@ -41,9 +43,17 @@ def build(name: str, size: int, quick: bool, classes: int) -> torch.nn.Module:
     raise ValueError(name)
 
 
-def bench(model: torch.nn.Module, x: torch.Tensor, device: torch.device, warmup: int, iters: int) -> dict:
+MEMORY_FORMATS = {"channels_first": torch.contiguous_format, "channels_last": torch.channels_last_3d}
+
+
+def bench(model: torch.nn.Module, x: torch.Tensor, device: torch.device, warmup: int, iters: int,
+          memory_format: str = "channels_first") -> dict:
+    """fwd / fwd+bwd ms and peak GiB; ``memory_format`` "channels_last" puts the weights and the input in
+    channels_last_3d (NDHWC) strides."""
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
-    model.to(device).train()
+    fmt = MEMORY_FORMATS[memory_format]
+    model.to(device, memory_format=fmt).train()
+    x = x.contiguous(memory_format=fmt)
 
     def fwd():
         with torch.no_grad(), amp:
@@ -65,6 +75,27 @@ def bench(model: torch.nn.Module, x: torch.Tensor, device: torch.device, warmup:
     model.zero_grad(set_to_none=True)
     model.cpu()
     return row
+
+
+def kernel_profile(model: torch.nn.Module, x: torch.Tensor, device: torch.device, top: int = 12) -> list[dict]:
+    """CUDA time of one bf16 training step by kernel (torch.profiler), the ``top`` largest with their share."""
+    from torch.profiler import ProfilerActivity, profile
+
+    model.to(device).train()
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        model(x).float().mean().backward()  # warm-up (cuDNN autotuning)
+    torch.cuda.synchronize(device)
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            model(x).float().mean().backward()
+        torch.cuda.synchronize(device)
+    events = [e for e in prof.key_averages() if e.device_time_total > 0]
+    total = sum(e.device_time_total for e in events)
+    events.sort(key=lambda e: e.device_time_total, reverse=True)
+    model.zero_grad(set_to_none=True)
+    model.cpu()
+    return [{"kernel": e.key[:120], "calls": e.count, "ms": round(e.device_time_total / 1e3, 3),
+             "share": round(e.device_time_total / total, 4)} for e in events[:top]]
 
 
 def check_tri6(device: torch.device, quick: bool) -> float:
@@ -89,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=2)
     p.add_argument("--iters", type=int, default=10)
     p.add_argument("--models", default="hymamba_raster,hymamba_tri6,swin_unetr,segresnet")
+    p.add_argument("--memory-formats", nargs="+", choices=sorted(MEMORY_FORMATS), default=["channels_first"],
+                   help="measure every model in each (rows named model@format after the first)")
+    p.add_argument("--profile", action="store_true", help="CUDA kernel table of one HyMamba (raster) training step")
     args = p.parse_args(argv)
     device = torch.device(args.device)
     size, batch = (32, 1) if args.quick else (args.size, args.batch)
@@ -102,16 +136,25 @@ def main(argv: list[str] | None = None) -> int:
     result["tri6_default_vs_ref_max_abs"] = err
     ok = err < 1e-3
     print(f"HyMamba tri6: default scan backend vs reference, max |diff| {err:.2e} ({'ok' if ok else 'MISMATCH'})")
-    for model_name in args.models.split(","):
-        torch.manual_seed(0)
-        # SwinUNETR needs >= 2 voxels per axis at 1/32 (its instance norms), so the smoke test runs it at 64^3
-        s = 64 if args.quick and model_name == "swin_unetr" else size
-        x = torch.randn(batch, 1, s, s, s, device=device)
-        try:
-            result["rows"][model_name] = bench(build(model_name, s, args.quick, 14), x, device, warmup, iters)
-        except Exception as e:  # noqa: BLE001 - report the failing row, keep the others
-            result["rows"][model_name] = {"error": f"{type(e).__name__}: {e}"}
-            ok = False
+    for index, memory_format in enumerate(args.memory_formats):
+        for model_name in args.models.split(","):
+            torch.manual_seed(0)
+            # SwinUNETR needs >= 2 voxels per axis at 1/32 (its instance norms), so the smoke test runs it at 64^3
+            s = 64 if args.quick and model_name == "swin_unetr" else size
+            x = torch.randn(batch, 1, s, s, s, device=device)
+            row_name = model_name if index == 0 else f"{model_name}@{memory_format}"
+            try:
+                row = bench(build(model_name, s, args.quick, 14), x, device, warmup, iters, memory_format)
+                result["rows"][row_name] = {"memory_format": memory_format, **row}
+            except Exception as e:  # noqa: BLE001 - report the failing row, keep the others
+                result["rows"][row_name] = {"memory_format": memory_format, "error": f"{type(e).__name__}: {e}"}
+                ok = False
+    if args.profile and device.type == "cuda":
+        x = torch.randn(batch, 1, size, size, size, device=device)
+        result["hymamba_kernel_profile"] = kernel_profile(build("hymamba_raster", size, args.quick, 14), x, device)
+        print("\nHyMamba (raster) training step, CUDA time by kernel:")
+        for r in result["hymamba_kernel_profile"]:
+            print(f"  {r['share']:6.1%} {r['ms']:8.2f} ms {r['calls']:5d}x  {r['kernel']}")
     print(f"\n== medical 3-D networks, {size}^3, batch {batch}, {result['dtype']}, {name} ==")
     print(f"{'model':16s} {'params (M)':>10s} {'fwd ms':>8s} {'fwd+bwd ms':>11s} {'peak fwd GiB':>12s} "
           f"{'peak step GiB':>13s}")
@@ -122,9 +165,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{model_name:16s} {r['parameters'] / 1e6:10.2f} {r['fwd_ms']:8.1f} {r['fwd_bwd_ms']:11.1f} "
               f"{r.get('fwd_peak_gib', float('nan')):12.2f} {r.get('fwd_bwd_peak_gib', float('nan')):13.2f}")
     rows = result["rows"]
-    if all("fwd_bwd_ms" in rows.get(k, {}) for k in ("hymamba_raster", "swin_unetr")):
-        result["hymamba_step_le_swin"] = rows["hymamba_raster"]["fwd_bwd_ms"] <= rows["swin_unetr"]["fwd_bwd_ms"]
-        print(f"HyMamba (raster) training step <= SwinUNETR's: {result['hymamba_step_le_swin']}")
+    def best_step(prefix: str) -> float | None:  # fastest training step of a network over the memory formats
+        times = [r["fwd_bwd_ms"] for k, r in rows.items() if k.split("@")[0] == prefix and "fwd_bwd_ms" in r]
+        return min(times) if times else None
+
+    hymamba_ms, swin_ms = best_step("hymamba_raster"), best_step("swin_unetr")
+    if hymamba_ms is not None and swin_ms is not None:
+        result["hymamba_step_le_swin"] = hymamba_ms <= swin_ms
+        print(f"HyMamba (raster) training step <= SwinUNETR's (each in its faster memory format): "
+              f"{hymamba_ms:.1f} vs {swin_ms:.1f} ms, {result['hymamba_step_le_swin']}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))

@@ -3,12 +3,15 @@
     python benchmarks/bench_segmentation_gpu.py                       # H200: the full table, > 5 minutes
     python benchmarks/bench_segmentation_gpu.py --quick --device cpu  # smoke test (tiny sizes)
     python benchmarks/bench_segmentation_gpu.py --models segman_t convnext_t_upernet --no-flex   # the 2x target only
+    python benchmarks/bench_segmentation_gpu.py --inputs 8x512x512 32x512x512 --cuda-graph   # + larger batch, graphs
 
-Rows, per model and input (512x512 batch 8 and 1024x2048 batch 2, bf16 autocast, channels-first), in this order
+Rows, per model and input (``--inputs``, default 512x512 batch 8 and 1024x2048 batch 2; bf16 autocast,
+channels-first), in this order
 (the JSON is rewritten after each, so a run cut short keeps what it measured): every model with the PyTorch NA
 backend ("torch" gathers), the NA check, the module profile, then SegMAN with the compiled ``flex_attention`` NA
 (its compilations per shape take minutes). Each row: forward (inference, no grad) and forward+backward (train
-mode) time, peak memory and img/s. Also:
+mode) time, peak memory and img/s; with ``--cuda-graph`` also inference replayed from one CUDA graph (or what
+stopped its capture). The 2x target is checked on the best 512x512 batch, eager and graphed. Also:
 
 * NA check and micro-benchmark: flex vs torch on SegMAN-S stage shapes, forward and backward (max abs diff).
 * GFLOPs at 512x512 (ADE20K heads, 150 classes) counted as the official ``get_flops.py`` does: fvcore
@@ -76,7 +79,23 @@ def autocast(device: str):
     return torch.autocast(device, dtype=torch.bfloat16) if device == "cuda" else contextlib.nullcontext()
 
 
-def bench_model(model, x, device, warmup, iters) -> dict:
+def graphed_forward_seconds(model, x, warmup, iters) -> float:
+    """Seconds per inference forward replayed from one CUDA graph (bf16 autocast without its weight-cast
+    cache, which a graph cannot keep); raises when the forward cannot be captured (a host sync)."""
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.no_grad(), torch.autocast("cuda", torch.bfloat16, cache_enabled=False):
+        with torch.cuda.stream(stream):
+            for _ in range(3):  # kernels compiled and autotuned before the capture
+                model(x)
+        torch.cuda.current_stream().wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            model(x)
+    return mean_seconds(graph.replay, "cuda", warmup, iters)
+
+
+def bench_model(model, x, device, warmup, iters, cuda_graph: bool = False) -> dict:
     out = {}
     model.eval()
     if device == "cuda":
@@ -86,6 +105,12 @@ def bench_model(model, x, device, warmup, iters) -> dict:
     out["fwd_ms"] = t * 1e3
     out["fwd_img_s"] = x.shape[0] / t
     out["fwd_peak_gb"] = torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None
+    if cuda_graph and device == "cuda":
+        try:
+            t = graphed_forward_seconds(model, x, warmup, iters)
+            out["graph_fwd_ms"], out["graph_fwd_img_s"] = t * 1e3, x.shape[0] / t
+        except Exception as e:  # noqa: BLE001  (reported in the row: what stops the capture)
+            out["graph_error"] = f"{type(e).__name__}: {e}"[:200]
     model.train()
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -151,8 +176,9 @@ def _na_forward_backward(leaves, ks, rpb, backend) -> None:
     neighborhood_attention_2d(*leaves, ks, rpb, backend=backend).float().sum().backward()
 
 
-def na_check(device: str, quick: bool) -> list[dict]:
-    """flex vs torch NA on SegMAN-S-like stage shapes (batch 8 at 512^2): max diff fwd/bwd and timings."""
+def na_check(device: str, quick: bool, flex: bool = True) -> list[dict]:
+    """flex vs torch NA on SegMAN-S-like stage shapes (batch 8 at 512^2): max diff fwd/bwd and timings
+    (``flex`` False: the torch timings only)."""
     shapes = [(2, 2, 16, 16, 16, 5)] if quick else [(8, 2, 128, 128, 32, 11), (8, 4, 64, 64, 36, 9),
                                                     (8, 8, 32, 32, 36, 7), (8, 16, 16, 16, 32, 7)]
     rows = []
@@ -164,7 +190,7 @@ def na_check(device: str, quick: bool) -> list[dict]:
         row = {"shape": f"B{b} h{h} {hh}x{ww} d{d} k{k}"}
         outs, grads = {}, {}
         for backend in ("torch", "flex"):
-            if backend == "flex" and device == "cpu":
+            if backend == "flex" and (device == "cpu" or not flex):
                 continue
             try:
                 leaves = [t.clone().requires_grad_() for t in (q, kk, v)]
@@ -237,6 +263,15 @@ def module_profile(device: str, quick: bool) -> dict:
             "scan_share": scan_t / total, "na_calls": len(calls["na"]), "scan_calls": len(calls["scan"])}
 
 
+def parse_input(text: str) -> tuple[tuple[int, int], int]:
+    """"8x512x512" -> ((512, 512), 8)."""
+    try:
+        batch, height, width = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise SystemExit(f"--inputs: expected BATCHxHxW such as 8x512x512; got {text!r}") from None
+    return (height, width), batch
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
@@ -244,8 +279,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=None)
     p.add_argument("--iters", type=int, default=10)
     p.add_argument("--models", nargs="+", default=MODELS, choices=MODELS, help="default: all four")
+    p.add_argument("--inputs", nargs="+", default=["8x512x512", "2x1024x2048"],
+                   help="BATCHxHxW inputs (default 8x512x512 2x1024x2048; e.g. add 32x512x512)")
+    p.add_argument("--cuda-graph", action="store_true", help="also time inference replayed from a CUDA graph")
     p.add_argument("--flex", action=argparse.BooleanOptionalAction, default=True,
-                   help="also the SegMAN rows with the compiled flex_attention NA (minutes of compilation)")
+                   help="also the flex_attention NA: SegMAN rows and the NA check (minutes of compilation)")
     args = p.parse_args(argv)
     device = args.device
     if device == "cuda" and not torch.cuda.is_available():
@@ -258,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.backends.cudnn.allow_tf32 = True
     iters, warmup = (2, 1) if args.quick else (args.iters, 3)
     # batch 2 at 1024x2048: the decoders' global-pool BatchNorm cannot train on one 1x1 value per channel
-    inputs = [((96, 96), 2)] if args.quick else [((512, 512), 8), ((1024, 2048), 2)]
+    inputs = [((96, 96), 2)] if args.quick else [parse_input(text) for text in args.inputs]
     models = args.models
     failures = 0
     result: dict = {"device": name, "torch": torch.__version__, "rows": [], "gflops": {}, "na_check": [],
@@ -276,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
                    "input": f"{batch}x{size[0]}x{size[1]}"}
             try:
                 x = torch.randn(batch, 3, *size, device=device)
-                row.update(bench_model(model, x, device, warmup, iters))
+                row.update(bench_model(model, x, device, warmup, iters, args.cuda_graph))
             except Exception as e:  # noqa: BLE001  (reported as a row)
                 row["error"] = f"{type(e).__name__}: {e}"[:200]
                 if device == "cuda":
@@ -303,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
         if device == "cuda":
             torch.cuda.empty_cache()
 
-    result["na_check"] = na_check(device, args.quick)
+    result["na_check"] = na_check(device, args.quick, args.flex)
     for row in result["na_check"]:
         if row.get("max_abs_diff_fwd", 0) > 5e-2 or row.get("max_rel_diff_grad", 0) > 5e-2:
             failures += 1
@@ -334,14 +372,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{r['model']:<20} {r['na']:<6} {r['input']:<14} {r['fwd_ms']:>8.2f} {r['fwd_img_s']:>10.1f} "
               f"{fmt(r['fwd_peak_gb'], '7.2f'):>7} {r['train_ms']:>9.2f} {r['train_img_s']:>11.1f} "
               f"{fmt(r['train_peak_gb'], '8.2f'):>8}")
-    best = {}
+        if "graph_fwd_ms" in r or "graph_error" in r:
+            print(f"{'':<20} {'':<6} {'  CUDA graph':<14} " + (
+                f"{r['graph_fwd_ms']:>8.2f} {r['graph_fwd_img_s']:>10.1f}" if "graph_fwd_ms" in r
+                else f"capture failed: {r['graph_error']}"))
+    best: dict[tuple[str, str], float] = {}  # (model, eager|graph) -> best img/s over the 512x512 inputs
     for r in result["rows"]:
-        if "error" not in r and r["input"].startswith("8x512"):
-            best[r["model"]] = max(best.get(r["model"], 0.0), r["fwd_img_s"])
-    if "segman_t" in best and "convnext_t_upernet" in best:
-        result["segman_t_vs_convnext_fwd_speedup_512"] = best["segman_t"] / best["convnext_t_upernet"]
-        print(f"\nSegMAN-T / convnext_tiny+UperNet inference img/s at 512^2: "
-              f"{result['segman_t_vs_convnext_fwd_speedup_512']:.2f}x (target >= 2x)")
+        if "error" not in r and r["input"].endswith("x512x512"):
+            for mode, key in (("eager", "fwd_img_s"), ("graph", "graph_fwd_img_s")):
+                if key in r:
+                    best[r["model"], mode] = max(best.get((r["model"], mode), 0.0), r[key])
+    for mode in ("eager", "graph"):
+        if ("segman_t", mode) in best and ("convnext_t_upernet", mode) in best:
+            ratio = best["segman_t", mode] / best["convnext_t_upernet", mode]
+            result[f"segman_t_vs_convnext_fwd_speedup_512_{mode}"] = ratio
+            print(f"\nSegMAN-T / convnext_tiny+UperNet inference img/s at 512^2 ({mode}, best batch): "
+                  f"{ratio:.2f}x (target >= 2x)")
     print(f"\n{'model':<20} {'GFLOPs@512':>11} {'paper':>6} {'params M':>9}")
     for m, g in result["gflops"].items():
         if "error" in g:

@@ -13,7 +13,8 @@ model ends by writing one small file (float16 weights, no optimiser state -- Ada
 resume -- so that all of them come back from a remote run): ``<out>/cmamba-<config>-mse.pt`` (the
 exported codec format of ``ssm_apps.codecs.pretrained``, ready to ship) and
 ``<out>/mbt2018_mean-q<q>.pt.z`` (zlib-compressed). ``--resume DIR`` continues from the files of a
-previous run in DIR. Kodak is then evaluated: every image at every quality with the rate
+previous run in DIR (the full float32 checkpoints ``<name>.resume.pt`` with both Adam states when they are
+there, written atomically at the end of each run; else the small files). Kodak is then evaluated (``--eval-images 0``: not): every image at every quality with the rate
 estimated from the likelihoods and, until ``--deadline`` seconds after the start, with real
 bitstreams (file bpp, PSNR and MS-SSIM of the decoded image, bit-exact check, encode/decode time on
 the GPU). Data: ``runs/codec_data`` (``benchmarks/pack_codec_data.py``, lossless) when it exists,
@@ -171,10 +172,21 @@ def load_baseline_file(path: Path) -> dict:
     return torch.load(io.BytesIO(zlib.decompress(path.read_bytes())), map_location="cpu", weights_only=False)
 
 
-def resume_state(model, job: dict, args: argparse.Namespace) -> dict:
-    """Load the previous run's weights into ``model``; returns its train_state (steps, seconds)."""
+def resume_file(job: dict) -> str:
+    return f"{job['name']}.resume.pt"
+
+
+def resume_state(model, job: dict, args: argparse.Namespace) -> tuple[dict, dict | None]:
+    """Load the previous run's weights into ``model``; returns its train_state (steps, seconds) and the
+    optimiser states. The full float32 checkpoint (``<name>.resume.pt``: weights, both Adam states) is
+    preferred; without it the small exported file is used (float16 weights, Adam restarts)."""
     if args.resume is None:
-        return {"steps": 0, "train_seconds": 0.0, "runs": 0}
+        return {"steps": 0, "train_seconds": 0.0, "runs": 0}, None
+    full = args.resume / resume_file(job)
+    if full.is_file():
+        payload = torch.load(full, map_location="cpu", weights_only=False)
+        model.load_state_dict(payload["state_dict"])
+        return dict(payload["train_state"]), payload["optimizers"]
     path = args.resume / job_file(job)
     if not path.is_file():
         raise FileNotFoundError(f"--resume: {path} is missing")
@@ -184,7 +196,16 @@ def resume_state(model, job: dict, args: argparse.Namespace) -> dict:
         else load_baseline_file(path)
     )
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()})
-    return dict(payload.get("train_state", {"steps": 0, "train_seconds": 0.0, "runs": 0}))
+    return dict(payload.get("train_state", {"steps": 0, "train_seconds": 0.0, "runs": 0})), None
+
+
+def save_resume(path: Path, model, optimizer, aux_optimizer, state: dict) -> None:
+    """Full float32 checkpoint for the next run, written atomically (a cut run keeps the previous one)."""
+    from ssm_apps.training.checkpoint_io import AtomicCheckpointIO
+
+    payload = {"state_dict": model.state_dict(), "train_state": state,
+               "optimizers": {"main": optimizer.state_dict(), "aux": aux_optimizer.state_dict()}}
+    AtomicCheckpointIO().save_checkpoint(payload, path)
 
 
 # ---------------------------------------------------------------------------------- training
@@ -193,7 +214,7 @@ def train(job: dict, args: argparse.Namespace, device: torch.device) -> dict:
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     torch.backends.cudnn.benchmark = True
     model = build(job, args)
-    state = resume_state(model, job, args)
+    state, optimizer_states = resume_state(model, job, args)
     model = model.to(device).train()
     images = load_train_images(args.train_dirs, args.crop, device)
     main_params, aux_params = split_parameters(model)
@@ -201,6 +222,9 @@ def train(job: dict, args: argparse.Namespace, device: torch.device) -> dict:
     base_lr = args.lr_ours if is_ours and args.lr_ours else args.lr
     optimizer = torch.optim.Adam(main_params, lr=base_lr)
     aux_optimizer = torch.optim.Adam(aux_params, lr=args.aux_lr)
+    if optimizer_states is not None:
+        optimizer.load_state_dict(optimizer_states["main"])
+        aux_optimizer.load_state_dict(optimizer_states["aux"])
     criterion = RateDistortionLoss("mse")
     # crop positions on the host (plain ints, no device sync); flips and qualities follow from them
     gen = torch.Generator().manual_seed(args.seed * 1000 + job.get("quality", 0) + state["steps"])
@@ -246,6 +270,7 @@ def train(job: dict, args: argparse.Namespace, device: torch.device) -> dict:
         "train_seconds": state["train_seconds"] + train_seconds,
         "runs": state.get("runs", 0) + 1,
     }
+    save_resume(args.out / resume_file(job), model, optimizer, aux_optimizer, state)
     model.eval()
     path = args.out / job_file(job)
     if is_ours:
@@ -360,7 +385,8 @@ def run_job(job: dict, args: argparse.Namespace) -> None:
     try:
         trained = train(job, args, device)
         model = trained.pop("model")
-        result = {**job, **trained, "kodak": evaluate(model, job, args, device), "wall_s": time.perf_counter() - t0}
+        kodak = evaluate(model, job, args, device) if args.eval_images else None
+        result = {**job, **trained, "kodak": kodak, "wall_s": time.perf_counter() - t0}
     except Exception as err:  # noqa: BLE001  (reported in the JSON and the table; the run exits non-zero)
         result = {**job, "error": f"{type(err).__name__}: {err}", "wall_s": time.perf_counter() - t0}
     (args.out / f"job_{job['name']}.json").write_text(json.dumps(result, indent=1))
@@ -402,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     (args.out / "train_codec.json").write_text(json.dumps(summary, indent=1))
     ours = next(r for r in results if r["arch"] == "cmamba")
-    if "kodak" in ours:
+    if ours.get("kodak"):
         shipped = {
             "model_id": ours_id,
             "device": device_name,
@@ -423,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
             failed = True
             print(f"{r['name']:<20} ERROR {r['error']}")
             continue
-        for a in r["kodak"]["averages"]:
+        for a in r["kodak"]["averages"] if r["kodak"] else [{"quality": "-", "bpp_est": math.nan, "psnr_est": math.nan}]:
             print(
                 f"{r['name']:<20} {r['train_state']['steps']:>7} {a['quality']:>3} "
                 f"{a['bpp_est']:>8.4f} {a['psnr_est']:>9.3f} "
