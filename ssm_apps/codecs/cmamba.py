@@ -12,10 +12,12 @@ Built from the description in "CMamba: Learned Image Compression with State Spac
 Choices where the paper is silent (CompressAI / MambaIC / MambaVC conventions), stated once here:
 
 * **Transforms.** ``g_a``: conv5x5/2 + GDN (1/2 resolution, no SSM there: it is the costliest
-  resolution and local), conv3x3/2 + ``depths[0]`` CA-SSM blocks (1/4), conv3x3/2 + ``depths[1]``
-  blocks (1/8), conv3x3/2 to M channels (1/16) followed by ``depths[2]`` blocks. ``g_s`` mirrors
-  it with transposed convs and inverse GDN. 16x down-sampling in ``g_a``, 4x more in ``h_a``: images
-  are padded to a multiple of 64.
+  resolution and local), conv3x3/2 + GDN + ``depths[0]`` CA-SSM blocks (1/4), conv3x3/2 + GDN +
+  ``depths[1]`` blocks (1/8), conv3x3/2 to M channels (1/16) followed by ``depths[2]`` blocks: a GDN
+  after every down-sampling conv but the last, as in CompressAI's transforms, so that no two
+  convolutions meet without a non-linearity between them when a stage has no block. ``g_s`` mirrors
+  it with transposed convs, each but the last followed by inverse GDN. 16x down-sampling in ``g_a``,
+  4x more in ``h_a``: images are padded to a multiple of 64.
 * **CA-SSM block.** ``u = LayerNorm2d(x)``; SSM branch ``F_ssm = SS2D(u)`` (VMamba "v05_noz",
   cross4 routes, ``d_state`` 4 and ``ssm_ratio`` 1 by default); CNN branch a residual block
   ``F_cnn = u + conv3x3(GELU(conv3x3(u)))``; content-adaptive weights from global average pooling
@@ -270,8 +272,10 @@ class CMamba(CompressionModel):
             conv(3, N, 5, 2),
             GDN(N),
             conv(N, N, 3, 2),
+            GDN(N),
             *ca_stage(N, d1, d_state, ssm_ratio),
             conv(N, N, 3, 2),
+            GDN(N),
             *ca_stage(N, d2, d_state, ssm_ratio),
             conv(N, M, 3, 2),
             *ca_stage(M, d3, d_state, ssm_ratio),
@@ -279,8 +283,10 @@ class CMamba(CompressionModel):
         self.g_s = nn.Sequential(
             *ca_stage(M, d3, d_state, ssm_ratio),
             deconv(M, N, 3),
+            GDN(N, inverse=True),
             *ca_stage(N, d2, d_state, ssm_ratio),
             deconv(N, N, 3),
+            GDN(N, inverse=True),
             *ca_stage(N, d1, d_state, ssm_ratio),
             deconv(N, N, 3),
             GDN(N, inverse=True),

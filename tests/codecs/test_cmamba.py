@@ -57,7 +57,7 @@ def test_forward_shapes_and_gradients():
     assert all(((lik > 0) & (lik <= 1)).all() for lik in out["likelihoods"].values())
     loss = out["x_hat"].pow(2).mean() - sum(lik.log().mean() for lik in out["likelihoods"].values())
     loss.backward()
-    for name in ("g_a.0.weight", "g_s.2.ssm.A_logs", "spatial_context.0.ssm.x_proj_weight", "lrp.4.0.weight", "gain"):
+    for name in ("g_a.0.weight", "g_s.4.ssm.A_logs", "spatial_context.0.ssm.x_proj_weight", "lrp.4.0.weight", "gain"):
         grad = dict(model.named_parameters())[name].grad
         assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0, name
     assert model.aux_loss().requires_grad

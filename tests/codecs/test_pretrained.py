@@ -3,6 +3,8 @@ shipped default weights reproduce the Kodak figures that ship beside them."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -47,7 +49,8 @@ def test_export_round_trip(tmp_path):
 )
 def test_shipped_default_weights_match_the_published_figures(tmp_path):
     reference = reference_results(DEFAULT_MODEL_ID)
-    rows = {r["quality"]: r for r in reference["per_image"] if r["image"] == "kodim01.png" and "bpp" in r}
+    # the figures may have been measured on the lossless WebP pack of Kodak (same pixels): match by stem
+    rows = {r["quality"]: r for r in reference["per_image"] if Path(r["image"]).stem == "kodim01" and "bpp" in r}
     model = load_pretrained(DEFAULT_MODEL_ID)
     src = shared_path("data", "images", "kodak", "kodim01.png")
     image, _ = codec.read_image(src)
