@@ -103,6 +103,14 @@ def build_module(owner: str, name: str, value: nn.Module | Mapping[str, Any]) ->
     return cls(**kwargs)
 
 
+def fused_adam_supported(groups: list[dict[str, Any]]) -> bool:
+    """Whether torch's fused Adam / AdamW can take ``groups``: floating parameters, all on the CPU or all on
+    CUDA devices (on a 2-core CPU it makes an S-Mamba step about 10% faster than the per-tensor loop)."""
+    params = [p for g in groups for p in g["params"]]
+    kinds = {p.device.type for p in params}
+    return bool(params) and len(kinds) == 1 and kinds <= {"cpu", "cuda"} and all(p.is_floating_point() for p in params)
+
+
 class SSMTask(EMAMixin, L.LightningModule):
     """Base of the domain tasks; see the module docstring. Subclasses implement ``_common_step`` and
     keep their network in ``self.model`` (or override :meth:`ema_source`)."""
@@ -201,10 +209,10 @@ class SSMTask(EMAMixin, L.LightningModule):
         """The ``optimizer`` hyper-parameter's torch optimiser over ``groups`` (their ``lr_scale`` applied)."""
         name = self.hp("optimizer")
         groups = [{k: v for k, v in g.items() if k != "lr_scale"} for g in apply_lr_scale(groups, lr)]
-        if name == "adamw":
-            return torch.optim.AdamW(groups, lr=lr, betas=tuple(self.hp("betas")), eps=self.hp("eps"))
-        if name == "adam":
-            return torch.optim.Adam(groups, lr=lr, betas=tuple(self.hp("betas")), eps=self.hp("eps"))
+        if name in ("adamw", "adam"):
+            cls = torch.optim.AdamW if name == "adamw" else torch.optim.Adam
+            fused = True if fused_adam_supported(groups) else None  # one multi-tensor kernel, not one per tensor
+            return cls(groups, lr=lr, betas=tuple(self.hp("betas")), eps=self.hp("eps"), fused=fused)
         return torch.optim.SGD(groups, lr=lr, momentum=self.hp("momentum"))
 
     def build_scheduler(self, optimizer: torch.optim.Optimizer, base_lr: float) -> dict[str, Any] | None:

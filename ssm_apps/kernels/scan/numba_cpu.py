@@ -1,10 +1,13 @@
 """Selective scan compiled for the CPU with numba (the "numba" backend; no build step: numba's wheel).
 
 The recurrence of :mod:`.ref` runs one channel per thread (``prange`` over batch x channels), float32
-state in registers, so the forward pass needs O(b * d * n) working memory whatever the length. With
-autograd, the forward pass also keeps the state at every ``CHUNK``-th step (b * d * n * L / CHUNK
-floats); the backward pass walks the sequence in reverse, recomputes each chunk's states from its
-saved start (a thread-local (CHUNK + 1) x n buffer) and accumulates the adjoints:
+state in registers, so the forward pass needs O(b * d * n) working memory whatever the length beyond one
+(b, d, L) tensor of step sizes: ``delta + delta_bias`` and its softplus run in torch before the kernel
+(vectorised there; inside the kernel they were two scalar transcendental calls per step, which made the
+kernel twice as slow). With autograd, the forward pass also keeps the state at every ``CHUNK``-th step
+(b * d * n * L / CHUNK floats); the backward pass walks the sequence in reverse, recomputes each chunk's
+states from its saved start (thread-local buffers of the chunk's states and decays exp(delta_t A), so the
+reverse walk calls no transcendental function) and accumulates the adjoints:
 
     g_t   = g_{t+1} * exp(delta_{t+1} A) + dy_t C_t          (adjoint of h_t, per state n)
     du_t  = sum_n g_t delta_t B_t          dC_t += dy_t h_t     dB_t += g_t delta_t u_t
@@ -20,28 +23,14 @@ import math
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from numba import njit, prange
 
 CHUNK = 64  # steps between saved states in the forward pass (backward recomputes within a chunk)
 
 
-@njit(inline="always", cache=True)
-def _step_size(raw, softplus):  # pragma: no cover - compiled
-    """delta + delta_bias, through softplus (threshold 20, as torch) when asked."""
-    if softplus and raw <= 20.0:
-        return math.log1p(math.exp(raw))
-    return raw
-
-
-@njit(inline="always", cache=True)
-def _step_size_grad(raw, softplus):  # pragma: no cover - compiled
-    if softplus and raw <= 20.0:
-        return 1.0 / (1.0 + math.exp(-raw))
-    return 1.0
-
-
 @njit(parallel=True, cache=True)
-def _forward(u, delta, bias, softplus, A, B, C, D, y, h_last, saved, chunk):  # pragma: no cover - compiled
+def _forward(u, delta, A, B, C, D, y, h_last, saved, chunk):  # pragma: no cover - compiled
     bsz, dim, length = u.shape
     n = A.shape[1]
     gb, gc = B.shape[1], C.shape[1]
@@ -56,7 +45,7 @@ def _forward(u, delta, bias, softplus, A, B, C, D, y, h_last, saved, chunk):  # 
             if save and t % chunk == 0:
                 for k in range(n):
                     saved[bi, di, t // chunk, k] = h[k]
-            d_t = np.float32(_step_size(delta[bi, di, t] + bias[di], softplus))
+            d_t = delta[bi, di, t]
             u_t = u[bi, di, t]
             x = d_t * u_t
             acc = np.float32(0.0)
@@ -68,8 +57,7 @@ def _forward(u, delta, bias, softplus, A, B, C, D, y, h_last, saved, chunk):  # 
             h_last[bi, di, k] = h[k]
 
 @njit(parallel=True, cache=True)
-def _backward(u, delta, bias, softplus, A, B, C, D, saved, dy, dh_last, chunk,  # pragma: no cover
-              du, ddelta, dA, dB, dC, dD, dbias):
+def _backward(u, delta, A, B, C, D, saved, dy, dh_last, chunk, du, ddelta, dA, dB, dC, dD):  # pragma: no cover
     bsz, dim, length = u.shape
     n = A.shape[1]
     groups = dB.shape[1]
@@ -81,6 +69,7 @@ def _backward(u, delta, bias, softplus, A, B, C, D, saved, dy, dh_last, chunk,  
         bi = idx // groups
         gi = idx - bi * groups
         hs = np.empty((chunk + 1, n), np.float32)
+        decay = np.empty((chunk, n), np.float32)  # exp(delta_t A) of the chunk, from the recompute
         g = np.empty(n, np.float32)
         for di in range(gi * per_g, (gi + 1) * per_g):
             jb, jc = di // per_b, di // per_c
@@ -88,30 +77,30 @@ def _backward(u, delta, bias, softplus, A, B, C, D, saved, dy, dh_last, chunk,  
                 g[k] = dh_last[bi, di, k]
                 dA[bi, di, k] = 0.0
             dD_acc = 0.0
-            dbias_acc = 0.0
             for c in range(n_chunks - 1, -1, -1):
                 t0 = c * chunk
                 t1 = min(length, t0 + chunk)
                 for k in range(n):  # recompute the chunk's states: hs[s] = h_{t0 + s - 1}
                     hs[0, k] = saved[bi, di, c, k]
                 for t in range(t0, t1):
-                    d_t = np.float32(_step_size(delta[bi, di, t] + bias[di], softplus))
+                    s = t - t0
+                    d_t = delta[bi, di, t]
                     x = d_t * u[bi, di, t]
                     for k in range(n):
-                        hs[t - t0 + 1, k] = math.exp(d_t * A[di, k]) * hs[t - t0, k] + x * B[bi, jb, k, t]
+                        decay[s, k] = math.exp(d_t * A[di, k])
+                        hs[s + 1, k] = decay[s, k] * hs[s, k] + x * B[bi, jb, k, t]
                 for t in range(t1 - 1, t0 - 1, -1):
-                    raw = delta[bi, di, t] + bias[di]
-                    d_t = np.float32(_step_size(raw, softplus))
+                    s = t - t0
+                    d_t = delta[bi, di, t]
                     u_t = u[bi, di, t]
                     dy_t = dy[bi, di, t]
                     dD_acc += dy_t * u_t
                     du_t = dy_t * D[di]
                     ddt_t = np.float32(0.0)
-                    s = t - t0
                     for k in range(n):
                         g[k] += dy_t * C[bi, jc, k, t]
                         dC[bi, gi, k, t] += dy_t * hs[s + 1, k]
-                        a = math.exp(d_t * A[di, k])
+                        a = decay[s, k]
                         b_k = B[bi, jb, k, t]
                         dB[bi, gi, k, t] += g[k] * d_t * u_t
                         du_t += g[k] * d_t * b_k
@@ -119,11 +108,8 @@ def _backward(u, delta, bias, softplus, A, B, C, D, saved, dy, dh_last, chunk,  
                         dA[bi, di, k] += g[k] * d_t * a * hs[s, k]
                         g[k] *= a
                     du[bi, di, t] = du_t
-                    ddt_t *= np.float32(_step_size_grad(raw, softplus))
                     ddelta[bi, di, t] = ddt_t
-                    dbias_acc += ddt_t
             dD[bi, di] = dD_acc
-            dbias[bi, di] = dbias_acc
 
 
 def _as_grouped(X: torch.Tensor, batch: int, length: int) -> torch.Tensor:
@@ -155,23 +141,24 @@ def _np(t: torch.Tensor) -> np.ndarray:
 
 
 class _NumbaScan(torch.autograd.Function):
+    """The recurrence over given step sizes (bias and softplus are applied before, by torch)."""
+
     @staticmethod
-    def forward(ctx, u, delta, A, B, C, D, delta_bias, softplus):  # type: ignore[override]
+    def forward(ctx, u, delta, A, B, C, D):  # type: ignore[override]
         batch, dim, length = u.shape
         Bg, Cg = _as_grouped(B, batch, length), _as_grouped(C, batch, length)
         needs_grad = any(ctx.needs_input_grad)
         n = A.shape[1]
         saved = _empty(batch, dim, -(-length // CHUNK) if needs_grad else 0, n)
         y, h_last = _empty(batch, dim, length), _empty(batch, dim, n)
-        _forward(_np(u), _np(delta), _np(delta_bias), softplus, _np(A), _np(Bg), _np(Cg), _np(D), y.numpy(),
-                 h_last.numpy(), saved.numpy(), CHUNK)
-        ctx.save_for_backward(u, delta, A, B, C, D, delta_bias, saved)
-        ctx.softplus = softplus
+        _forward(_np(u), _np(delta), _np(A), _np(Bg), _np(Cg), _np(D), y.numpy(), h_last.numpy(), saved.numpy(),
+                 CHUNK)
+        ctx.save_for_backward(u, delta, A, B, C, D, saved)
         return y, h_last
 
     @staticmethod
     def backward(ctx, dy, dh_last):  # type: ignore[override]
-        u, delta, A, B, C, D, delta_bias, saved = ctx.saved_tensors
+        u, delta, A, B, C, D, saved = ctx.saved_tensors
         batch, dim, length = u.shape
         Bg, Cg = _as_grouped(B, batch, length), _as_grouped(C, batch, length)
         groups = max(Bg.shape[1], Cg.shape[1])
@@ -179,13 +166,11 @@ class _NumbaScan(torch.autograd.Function):
         dy = _empty(batch, dim, length, zero=True) if dy is None else dy.float().contiguous()
         dh_last = _empty(batch, dim, n, zero=True) if dh_last is None else dh_last.float().contiguous()
         du, ddelta, dA = _empty(batch, dim, length), _empty(batch, dim, length), _empty(batch, dim, n)
-        dD, dbias = _empty(batch, dim), _empty(batch, dim)
+        dD = _empty(batch, dim)
         dBg, dCg = _empty(batch, groups, n, length, zero=True), _empty(batch, groups, n, length, zero=True)
-        _backward(_np(u), _np(delta), _np(delta_bias), ctx.softplus, _np(A), _np(Bg), _np(Cg), _np(D),
-                  saved.numpy(), dy.numpy(), dh_last.numpy(), CHUNK, du.numpy(), ddelta.numpy(), dA.numpy(),
-                  dBg.numpy(), dCg.numpy(), dD.numpy(), dbias.numpy())
-        return (du, ddelta, dA.sum(0), _from_grouped(dBg, B), _from_grouped(dCg, C), dD.sum(0), dbias.sum(0),
-                None)
+        _backward(_np(u), _np(delta), _np(A), _np(Bg), _np(Cg), _np(D), saved.numpy(), dy.numpy(), dh_last.numpy(),
+                  CHUNK, du.numpy(), ddelta.numpy(), dA.numpy(), dBg.numpy(), dCg.numpy(), dD.numpy())
+        return du, ddelta, dA.sum(0), _from_grouped(dBg, B), _from_grouped(dCg, C), dD.sum(0)
 
 
 def scan_numba(
@@ -198,7 +183,8 @@ def scan_numba(
     delta_bias: torch.Tensor | None = None,
     delta_softplus: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The scan with the step-size bias, softplus and skip fused in (no gate).
+    """The scan with the skip fused in (no gate); the step-size bias and softplus run in torch before it
+    (vectorised there: in the kernel they were two of the three scalar transcendental calls per step).
 
     Args:
         u: (b, d, L) float32 CPU input.
@@ -215,6 +201,10 @@ def scan_numba(
     """
     dim = u.shape[1]
     D = torch.zeros(dim) if D is None else D.float().contiguous()
-    delta_bias = torch.zeros(dim) if delta_bias is None else delta_bias.float().contiguous()
+    delta = delta.float()
+    if delta_bias is not None:
+        delta = delta + delta_bias.float()[:, None]
+    if delta_softplus:  # torch's vectorised softplus (threshold 20) and its autograd; the kernel takes the steps
+        delta = F.softplus(delta)
     u, delta, A = (t.float().contiguous() for t in (u, delta, A))
-    return _NumbaScan.apply(u, delta, A, B.float(), C.float(), D, delta_bias, bool(delta_softplus))
+    return _NumbaScan.apply(u, delta, A, B.float(), C.float(), D)
