@@ -2,12 +2,15 @@
 
 Forward (no grad) and forward+backward time and peak memory at 96^3, batch 2, bf16 autocast, 14 classes:
 HyMamba (official preset) with the official raster scan and with the six-route tri6 scan, MONAI SwinUNETR
-(feature_size 48) and SegResNet (init_filters 32). Before timing, HyMamba-tri6's output with the Triton scan is
+(feature_size 48) and SegResNet (init_filters 32). HyMamba's channel LayerNorms run on the Triton kernel of
+``ssm_apps.kernels.norm`` on CUDA (its default; NCDHW maps read in place, output in the input's layout); a model
+name ending in "+torchln" puts them back on the permuted ``F.layer_norm`` for comparison. Before timing, HyMamba-tri6's output with the Triton scan is
 checked against the same network on the PyTorch reference scan. Target: HyMamba's training step <= SwinUNETR's
 (each network in its faster memory format when ``--memory-formats`` lists both).
 
     python benchmarks/bench_medical_gpu.py                               # H200: about 1 minute
     python benchmarks/bench_medical_gpu.py --memory-formats channels_first channels_last --profile
+    python benchmarks/bench_medical_gpu.py --models hymamba_raster,hymamba_raster+torchln,swin_unetr --profile-model hymamba_raster
     python benchmarks/bench_medical_gpu.py --quick --device cpu --out runs/bench_medical_smoke.json
 """
 from __future__ import annotations
@@ -16,7 +19,7 @@ import argparse
 import json
 import platform
 import sys
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import torch
@@ -25,12 +28,20 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.timing import mean_seconds  # noqa: E402
+from ssm_apps.layers import set_norm_backend  # noqa: E402
 from ssm_apps.medical.hymamba import create_hymamba  # noqa: E402
+
+TORCH_NORM = "+torchln"
 
 
 def build(name: str, size: int, quick: bool, classes: int) -> torch.nn.Module:
     from monai.networks.nets import SegResNet, SwinUNETR
 
+    if name.endswith(TORCH_NORM):
+        model = build(name[: -len(TORCH_NORM)], size, quick, classes)
+        if not set_norm_backend(model, "torch"):
+            raise ValueError(f"{name}: the network has no LayerNorm2d to put on the PyTorch path")
+        return model
     tiny = dict(channels=(4, 8, 8, 16, 24), depths=(1, 1, 1, 1, 1), exp_r=(2, 2, 2, 2, 2), depth=1) if quick else {}
     if name == "hymamba_raster":
         return create_hymamba("hymamba_official", img_size=size, out_channels=classes, scan="raster", **tiny)
@@ -98,6 +109,17 @@ def kernel_profile(model: torch.nn.Module, x: torch.Tensor, device: torch.device
              "share": round(e.device_time_total / total, 4)} for e in events[:top]]
 
 
+@contextmanager
+def strict_fp32():
+    """TF32 off in cuDNN convolutions and matmuls (the checks compare float32 outputs), restored after."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
 def check_tri6(device: torch.device, quick: bool) -> float:
     """Max |difference| of HyMamba-tri6 logits: default backend (Triton on CUDA) vs the PyTorch reference scan."""
     torch.manual_seed(0)
@@ -107,8 +129,21 @@ def check_tri6(device: torch.device, quick: bool) -> float:
     ref = ref.to(device).eval()
     ref.load_state_dict(model.state_dict())
     x = torch.randn(1, 1, size, size, size, device=device)
-    with torch.no_grad():
+    with torch.no_grad(), strict_fp32():
         return float((model(x) - ref(x)).abs().max())
+
+
+def check_triton_norm(device: torch.device) -> float:
+    """Max |difference| of HyMamba logits (float32): channel LayerNorms on the Triton kernel vs PyTorch."""
+    torch.manual_seed(0)
+    size = 32
+    model = create_hymamba("hymamba_tiny", img_size=size, out_channels=3).to(device).eval()
+    x = torch.randn(1, 1, size, size, size, device=device)
+    with torch.no_grad(), strict_fp32():
+        set_norm_backend(model, "triton")
+        out = model(x)
+        set_norm_backend(model, "torch")
+        return float((out - model(x)).abs().max())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -123,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--memory-formats", nargs="+", choices=sorted(MEMORY_FORMATS), default=["channels_first"],
                    help="measure every model in each (rows named model@format after the first)")
     p.add_argument("--profile", action="store_true", help="CUDA kernel table of one HyMamba (raster) training step")
+    p.add_argument("--profile-model", default=None, help="the model --profile profiles (implies --profile); "
+                   "default hymamba_raster")
     args = p.parse_args(argv)
     device = torch.device(args.device)
     size, batch = (32, 1) if args.quick else (args.size, args.batch)
@@ -136,6 +173,11 @@ def main(argv: list[str] | None = None) -> int:
     result["tri6_default_vs_ref_max_abs"] = err
     ok = err < 1e-3
     print(f"HyMamba tri6: default scan backend vs reference, max |diff| {err:.2e} ({'ok' if ok else 'MISMATCH'})")
+    if device.type == "cuda":
+        err = check_triton_norm(device)
+        result["triton_norm_vs_torch_max_abs"] = err
+        ok = ok and err < 1e-3
+        print(f"HyMamba: Triton channel LayerNorm vs PyTorch, max |diff| {err:.2e} ({'ok' if err < 1e-3 else 'MISMATCH'})")
     for index, memory_format in enumerate(args.memory_formats):
         for model_name in args.models.split(","):
             torch.manual_seed(0)
@@ -149,10 +191,12 @@ def main(argv: list[str] | None = None) -> int:
             except Exception as e:  # noqa: BLE001 - report the failing row, keep the others
                 result["rows"][row_name] = {"memory_format": memory_format, "error": f"{type(e).__name__}: {e}"}
                 ok = False
-    if args.profile and device.type == "cuda":
+    if (args.profile or args.profile_model) and device.type == "cuda":
+        profiled = args.profile_model or "hymamba_raster"
         x = torch.randn(batch, 1, size, size, size, device=device)
-        result["hymamba_kernel_profile"] = kernel_profile(build("hymamba_raster", size, args.quick, 14), x, device)
-        print("\nHyMamba (raster) training step, CUDA time by kernel:")
+        result["hymamba_kernel_profile"] = kernel_profile(build(profiled, size, args.quick, 14), x, device)
+        result["hymamba_kernel_profile_model"] = profiled
+        print(f"\n{profiled} training step, CUDA time by kernel:")
         for r in result["hymamba_kernel_profile"]:
             print(f"  {r['share']:6.1%} {r['ms']:8.2f} ms {r['calls']:5d}x  {r['kernel']}")
     print(f"\n== medical 3-D networks, {size}^3, batch {batch}, {result['dtype']}, {name} ==")
@@ -166,7 +210,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{r.get('fwd_peak_gib', float('nan')):12.2f} {r.get('fwd_bwd_peak_gib', float('nan')):13.2f}")
     rows = result["rows"]
     def best_step(prefix: str) -> float | None:  # fastest training step of a network over the memory formats
-        times = [r["fwd_bwd_ms"] for k, r in rows.items() if k.split("@")[0] == prefix and "fwd_bwd_ms" in r]
+        times = [r["fwd_bwd_ms"] for k, r in rows.items()
+                 if k.split("@")[0] == prefix and "fwd_bwd_ms" in r]
         return min(times) if times else None
 
     hymamba_ms, swin_ms = best_step("hymamba_raster"), best_step("swin_unetr")

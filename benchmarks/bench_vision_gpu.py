@@ -23,13 +23,14 @@ module (forward) and by autograd node (backward), with its kernel time against t
 
 ``--tf32 on`` (default) lets both cuDNN convolutions and matmuls use TF32, ``off`` neither; official
 VMamba's fp32 figures are quoted for the same setting (its 1x1 layers are cuDNN convolutions,
-TF32 by default: its "on" figure equals its torch-default one). ``--norm-backend triton`` swaps
-every ``ssm_apps`` LayerNorm2d's forward for ``ssm_apps.kernels.norm.layer_norm_2d`` for this run
-(the model code is unchanged). Prints a table and writes benchmarks/results/vision_<gpu>_<tag>.json.
+TF32 by default: its "on" figure equals its torch-default one). ``--norm-backend triton`` puts
+every ``ssm_apps`` LayerNorm2d on the Triton kernel of ``ssm_apps.kernels.norm`` for this run
+(``set_norm_backend``; output in the input's memory layout). Prints a table and writes benchmarks/results/vision_<gpu>_<tag>.json.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
 import sys
@@ -44,7 +45,7 @@ sys.path.insert(0, str(REPO))
 
 import ssm_apps.vision  # noqa: E402, F401  (registers the models)
 from benchmarks.timing import median_seconds, sync  # noqa: E402
-from ssm_apps.kernels.norm import layer_norm_2d  # noqa: E402
+from ssm_apps.layers import set_norm_backend  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "local"  # untracked; --out FILE to keep a result
 OURS = ["vmamba_tiny_s1l8", "vmamba_small_s2l15", "vmamba_base_s2l15",
@@ -119,30 +120,12 @@ def set_backend(model: torch.nn.Module, backend: str | None) -> None:
             m.scan_backend = backend
 
 
-def patch_norm_backend(model: torch.nn.Module, backend: str, out_format: str):
-    """With backend "triton", swap the forward of ssm_apps's LayerNorm2d class(es) in ``model`` for
-    ``layer_norm_2d`` (class-wide). Returns (how many modules are affected, a function undoing it)."""
-    classes = {type(m) for m in model.modules()
-               if type(m).__name__ == "LayerNorm2d" and type(m).__module__.startswith("ssm_apps")}
+def patch_norm_backend(model: torch.nn.Module, backend: str):
+    """Put every ``LayerNorm2d`` of ``model`` on ``backend`` ("torch" or "triton"). Returns (how many
+    modules are affected, a function putting them back on "torch")."""
     if backend != "triton":
         return 0, lambda: None
-    fmt = {"channels_last": torch.channels_last, "preserve": torch.preserve_format}[out_format]
-    saved = {cls: cls.__dict__.get("forward") for cls in classes}
-
-    def forward(self, x):
-        return layer_norm_2d(x, self.weight, self.bias, self.eps, backend="triton", memory_format=fmt)
-
-    for cls in classes:
-        cls.forward = forward
-
-    def undo() -> None:
-        for cls, fwd in saved.items():
-            if fwd is None:
-                del cls.forward
-            else:
-                cls.forward = fwd
-
-    return sum(type(m) in classes for m in model.modules()), undo
+    return set_norm_backend(model, "triton"), lambda: set_norm_backend(model, "torch")
 
 
 def make_train_step(model, module, batch: int, size: int, device: str, graph: bool):
@@ -199,14 +182,34 @@ def make_train_step(model, module, batch: int, size: int, device: str, graph: bo
     return replay
 
 
+def graphed_inference(model, x: torch.Tensor, dtype: torch.dtype | None):
+    """A zero-argument call replaying ``model(x)`` (eval, no grad, bf16 autocast when ``dtype``) from a CUDA graph."""
+    amp = (lambda: torch.autocast("cuda", dtype=dtype, cache_enabled=False)) if dtype else contextlib.nullcontext
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side), torch.no_grad(), amp():
+        for _ in range(3):  # warm-up (autotuning, cuDNN choices) off the capture
+            model(x)
+    torch.cuda.current_stream().wait_stream(side)
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g), torch.no_grad(), amp():
+        model(x)
+
+    def replay() -> None:
+        g.replay()
+
+    replay._graph = g
+    return replay
+
+
 def measure(name: str, args, norm: str, graph: bool = False, compile_model: bool = False) -> dict:
-    """Inference img/s (fp32, bf16) and training step statistics of one model; ``graph``: the training
-    step only, captured in a CUDA graph; ``compile_model``: through ``torch.compile`` (inductor; the
+    """Inference img/s (fp32, bf16) and training step statistics of one model; ``graph``: inference and the
+    training step replayed from CUDA graphs; ``compile_model``: through ``torch.compile`` (inductor; the
     scans stay opaque)."""
     device = args.device
     module = timm.create_model(name, num_classes=1000).to(device)
     set_backend(module, args.scan_backend)
-    patched, undo = patch_norm_backend(module, norm, args.norm_out)
+    patched, undo = patch_norm_backend(module, norm)
     try:
         return _measure(name, args, module, norm, patched, graph, compile_model)
     finally:
@@ -226,12 +229,20 @@ def _measure(name, args, module, norm, patched, graph, compile_model) -> dict:
     row = {"model": name, "norm_backend": norm, "cuda_graph": graph, "compiled": compile_model,
            "params": sum(p.numel() for p in module.parameters()), "patched_norms": patched}
     x = torch.randn(args.batch, 3, args.size, args.size, device=device)
+    module.eval()
     if not graph:
-        module.eval()
         with torch.no_grad():
             row["infer_fp32_img_s"] = args.batch / median_seconds(lambda: model(x), device, args.iters)
             with torch.autocast(device, dtype=torch.bfloat16):
                 row["infer_bf16_img_s"] = args.batch / median_seconds(lambda: model(x), device, args.iters)
+    else:
+        for key, dtype in (("infer_fp32_img_s", None), ("infer_bf16_img_s", torch.bfloat16)):
+            try:
+                replay = graphed_inference(model, x, dtype)
+                row[key] = args.batch / median_seconds(replay, device, args.iters)
+            except Exception as e:  # noqa: BLE001 - the row says what stopped the capture
+                row[key.replace("_img_s", "_graph_error")] = f"{type(e).__name__}: {e}"[:200]
+            replay = None
     x = None  # free the inference batch before training
     module.train()
     if device == "cuda":
@@ -294,7 +305,7 @@ def profile_training(name: str, args, norm: str, top: int = 15) -> dict:
     autograd node (backward). Shares are of the step's total kernel time."""
     model = timm.create_model(name, num_classes=1000).cuda().train()
     set_backend(model, args.scan_backend)
-    _, undo = patch_norm_backend(model, norm, args.norm_out)
+    _, undo = patch_norm_backend(model, norm)
     try:
         return _profile(model, args, top)
     finally:
@@ -355,16 +366,12 @@ def add_ratios(rows: list[dict], tf32: str) -> None:
             continue
         off = OFFICIAL_H200.get(r["model"])
         if off:
-            r["vs_official"] = {"train_bf16": r["train_bf16_img_s"] / off["train_bf16"]}
-            if "infer_fp32_img_s" in r:
-                r["vs_official"]["infer_fp32"] = r["infer_fp32_img_s"] / off["infer_fp32"][tf32]
-                r["vs_official"]["infer_bf16"] = r["infer_bf16_img_s"] / off["infer_bf16"]
+            official = {"infer_fp32": off["infer_fp32"][tf32], "infer_bf16": off["infer_bf16"],
+                        "train_bf16": off["train_bf16"]}
+            r["vs_official"] = {k: r[f"{k}_img_s"] / v for k, v in official.items() if f"{k}_img_s" in r}
         if base and r is not base:
-            r["vs_" + REFERENCE_BASELINE] = {"train_bf16": r["train_bf16_img_s"] / base["train_bf16_img_s"]}
-            if "infer_fp32_img_s" in r:
-                r["vs_" + REFERENCE_BASELINE] |= {
-                    "infer_fp32": r["infer_fp32_img_s"] / base["infer_fp32_img_s"],
-                    "infer_bf16": r["infer_bf16_img_s"] / base["infer_bf16_img_s"]}
+            r["vs_" + REFERENCE_BASELINE] = {k: r[f"{k}_img_s"] / base[f"{k}_img_s"]
+                                             for k in ("infer_fp32", "infer_bf16", "train_bf16") if f"{k}_img_s" in r}
 
 
 def _label(r: dict) -> str:
@@ -409,8 +416,6 @@ def main() -> None:
     p.add_argument("--norm-backend", nargs="+", choices=["torch", "triton"], default=["torch"],
                    help="LayerNorm2d: 'torch' (the model's permute + F.layer_norm), 'triton' (kernels.norm), "
                         "or both (each of our models measured with each, in this order)")
-    p.add_argument("--norm-out", choices=["channels_last", "preserve"], default="channels_last",
-                   help="memory layout of the Triton LayerNorm2d's output (channels_last = the torch path's)")
     p.add_argument("--tf32", choices=["on", "off"], default="on",
                    help="TF32 for cuDNN convolutions and matmuls (official VMamba's 1x1 convs: on)")
     p.add_argument("--cuda-graph", action="store_true", help="also time the training step captured in a CUDA graph")
@@ -488,7 +493,7 @@ def main() -> None:
     out.write_text(json.dumps({
         "device": gpu, "torch": torch.__version__, "batch": args.batch, "size": args.size, "steps": args.steps,
         "warmup_steps": args.warmup, "scan_backend": args.scan_backend or "auto", "norm_backend": args.norm_backend,
-        "norm_out": args.norm_out, "tf32": args.tf32,
+        "tf32": args.tf32,
         "allow_tf32": {"cudnn": torch.backends.cudnn.allow_tf32, "matmul": torch.backends.cuda.matmul.allow_tf32},
         "cudnn_benchmark": True, "rows": rows, "official_vmamba_h200": OFFICIAL_H200,
         "reference_baseline": REFERENCE_BASELINE, "profile": profiles}, indent=2))

@@ -3,7 +3,10 @@ SS3D blocks and the channel-first norms they use."""
 from .bimamba import BiMamba
 from .create_act import get_act_layer
 from .mamba import Mamba
-from .norm import LayerNorm2d, Linear2d
+from .norm import NORM_BACKENDS, LayerNorm2d, Linear2d, set_norm_backend
 from .ss2d import ES2D, SS2D, SS3D
 
-__all__ = ["BiMamba", "ES2D", "LayerNorm2d", "Linear2d", "Mamba", "SS2D", "SS3D", "get_act_layer"]
+__all__ = [
+    "NORM_BACKENDS", "BiMamba", "ES2D", "LayerNorm2d", "Linear2d", "Mamba", "SS2D", "SS3D", "get_act_layer",
+    "set_norm_backend",
+]

@@ -19,7 +19,8 @@ _MEMORY_FORMATS = (torch.channels_last, torch.contiguous_format, torch.preserve_
 _DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
-def _triton_ok(device: torch.device) -> bool:
+def triton_supported(device: torch.device) -> bool:
+    """Whether the Triton kernels can run on ``device`` (CUDA with triton installed, or the interpreter)."""
     if device.type != "cuda" and os.environ.get("TRITON_INTERPRET", "0") != "1":
         return False
     try:
@@ -101,12 +102,12 @@ def layer_norm_2d(
     if memory_format not in _MEMORY_FORMATS:
         raise ValueError(f"layer_norm_2d: argument 'memory_format' must be one of {_MEMORY_FORMATS}; got {memory_format}")
     if backend is None:
-        backend = "triton" if x.is_cuda and _triton_ok(x.device) else "torch"
+        backend = "triton" if x.is_cuda and triton_supported(x.device) else "torch"
     if backend == "torch":
         return layer_norm_2d_torch(x, weight, bias, eps)
     if backend != "triton":
         raise ValueError(f"layer_norm_2d: argument 'backend' must be one of {BACKENDS} or None; got {backend!r}")
-    if not _triton_ok(x.device):
+    if not triton_supported(x.device):
         raise ValueError(f"layer_norm_2d: backend 'triton' needs triton and a CUDA tensor (or TRITON_INTERPRET=1); "
                          f"got a tensor on {x.device}")
     device = x.device.type
