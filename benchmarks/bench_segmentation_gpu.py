@@ -7,8 +7,8 @@
 
 Rows, per model and input (``--inputs``, default 512x512 batch 8 and 1024x2048 batch 2; bf16 autocast,
 channels-first), in this order
-(the JSON is rewritten after each, so a run cut short keeps what it measured): every model with the PyTorch NA
-backend ("torch" gathers), the NA check, the module profile, then SegMAN with the compiled ``flex_attention`` NA
+(the JSON is rewritten after each, so a run cut short keeps what it measured): every model, SegMAN with each NA
+backend of ``--na-backends`` (the fused Triton forward "triton", the PyTorch gathers "torch"), the NA check, the module profile, then SegMAN with the compiled ``flex_attention`` NA
 (its compilations per shape take minutes). Each row: forward (inference, no grad) and forward+backward (train
 mode) time, peak memory and img/s; with ``--cuda-graph`` also inference replayed from one CUDA graph (or what
 stopped its capture). The 2x target is checked on the best 512x512 batch, eager and graphed. Also:
@@ -282,6 +282,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--inputs", nargs="+", default=["8x512x512", "2x1024x2048"],
                    help="BATCHxHxW inputs (default 8x512x512 2x1024x2048; e.g. add 32x512x512)")
     p.add_argument("--cuda-graph", action="store_true", help="also time inference replayed from a CUDA graph")
+    p.add_argument("--na-backends", nargs="+", default=["triton", "torch"], choices=["triton", "torch"],
+                   help="NA backends of the SegMAN rows before the flex ones (default: the fused Triton forward, "
+                        "then the PyTorch gathers; other models are measured once)")
     p.add_argument("--flex", action=argparse.BooleanOptionalAction, default=True,
                    help="also the flex_attention NA: SegMAN rows and the NA check (minutes of compilation)")
     args = p.parse_args(argv)
@@ -298,6 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     # batch 2 at 1024x2048: the decoders' global-pool BatchNorm cannot train on one 1x1 value per channel
     inputs = [((96, 96), 2)] if args.quick else [parse_input(text) for text in args.inputs]
     models = args.models
+    na_backends = args.na_backends if device == "cuda" else ["torch"]  # the Triton NA needs CUDA
     failures = 0
     result: dict = {"device": name, "torch": torch.__version__, "rows": [], "gflops": {}, "na_check": [],
                     "profile": None}
@@ -336,7 +340,8 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
             result["gflops"][mname] = {"error": f"{type(e).__name__}: {e}"[:200]}
             continue
-        measure_rows(model, mname, "torch")
+        for backend in (na_backends if mname.startswith("segman") else na_backends[:1]):
+            measure_rows(model, mname, backend)
         del model
         if device == "cuda":
             torch.cuda.empty_cache()
@@ -376,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{'':<20} {'':<6} {'  CUDA graph':<14} " + (
                 f"{r['graph_fwd_ms']:>8.2f} {r['graph_fwd_img_s']:>10.1f}" if "graph_fwd_ms" in r
                 else f"capture failed: {r['graph_error']}"))
-    best: dict[tuple[str, str], float] = {}  # (model, eager|graph) -> best img/s over the 512x512 inputs
+    best: dict[tuple[str, str], float] = {}  # (model, eager|graph) -> best img/s over the 512x512 inputs and NAs
     for r in result["rows"]:
         if "error" not in r and r["input"].endswith("x512x512"):
             for mode, key in (("eager", "fwd_img_s"), ("graph", "graph_fwd_img_s")):

@@ -17,6 +17,11 @@ Backends of :func:`neighborhood_attention_2d`:
   O(|q| + |attn|), like NATTEN's unfused path; no (k^2 x |k|) unfolded copies).
 * ``"flex"``: ``torch.nn.attention.flex_attention`` over the H*W tokens with a block mask for the
   clamped window (mask_mod) and the bias added in a score_mod; compiled when on CUDA.
+* ``"triton"``: the fused Triton forward ``ssm_apps.kernels.na.na2d_triton`` (tiles of queries, keys
+  of the tile's window region, online softmax; the logits never reach memory); CUDA, or CPU under
+  ``TRITON_INTERPRET=1``. Its backward (:class:`_NATritonFn`) recomputes through the "torch"
+  backend's autograd Functions: correct gradients, training cost as "torch".
+* ``"auto"``: "triton" on CUDA tensors where triton is installed, else "torch".
 """
 from __future__ import annotations
 
@@ -28,8 +33,8 @@ from torch.autograd.function import once_differentiable
 
 __all__ = ["NA_BACKENDS", "na2d_av", "na2d_qk", "na_window_start", "neighborhood_attention_2d"]
 
-NABackend = Literal["torch", "flex"]
-NA_BACKENDS: tuple[str, ...] = ("torch", "flex")
+NABackend = Literal["torch", "flex", "triton", "auto"]
+NA_BACKENDS: tuple[str, ...] = ("torch", "flex", "triton", "auto")
 
 
 def _check_kernel(fn: str, kernel_size: int, height: int, width: int) -> None:
@@ -236,6 +241,52 @@ def _flex_na(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, kernel_size: int
     return out.view(b, heads, height, width, d)
 
 
+def _check_fused_inputs(
+    fn: str,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    kernel_size: int,
+    rpb: torch.Tensor | None,
+) -> None:
+    """The argument checks of the fused backends ("flex", "triton"): maps, kernel size, bias table."""
+    _check_map(fn, "q", q)
+    for name, t in (("k", k), ("v", v)):
+        if not isinstance(t, torch.Tensor) or t.shape != q.shape:
+            shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+            raise ValueError(f"{fn}: '{name}' must have the shape of 'q' {tuple(q.shape)}; got {shape}")
+    _check_kernel(fn, kernel_size, q.shape[2], q.shape[3])
+    expected = (q.shape[1], 2 * kernel_size - 1, 2 * kernel_size - 1)
+    if rpb is not None and (not isinstance(rpb, torch.Tensor) or tuple(rpb.shape) != expected):
+        shape = tuple(rpb.shape) if isinstance(rpb, torch.Tensor) else type(rpb).__name__
+        raise ValueError(f"{fn}: argument 'rpb' must have shape {expected}; got {shape}")
+
+
+class _NATritonFn(torch.autograd.Function):
+    """Fused Triton forward (``kernels.na.na2d_triton``); backward recomputed through na2d_qk / na2d_av."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, rpb, kernel_size):
+        from ..kernels.na import na2d_triton
+
+        ctx.kernel_size = kernel_size
+        ctx.save_for_backward(q, k, v, rpb)
+        return na2d_triton(q, k, v, kernel_size, rpb)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: torch.Tensor):
+        q, k, v, rpb = ctx.saved_tensors
+        needs = ctx.needs_input_grad[:4]
+        leaves = [None if t is None else t.detach().requires_grad_(need) for t, need in zip((q, k, v, rpb), needs)]
+        with torch.enable_grad():
+            attn = na2d_qk(leaves[0], leaves[1], ctx.kernel_size, leaves[3]).softmax(dim=-1)
+            out = na2d_av(attn, leaves[2], ctx.kernel_size)
+        wanted = [t for t, need in zip(leaves, needs) if need]
+        grads = iter(torch.autograd.grad(out, wanted, grad)) if wanted else iter(())
+        return (*(next(grads) if need else None for need in needs), None)
+
+
 def neighborhood_attention_2d(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -252,27 +303,28 @@ def neighborhood_attention_2d(
         v: (B, heads, H, W, D) values.
         kernel_size: odd window side k, 1 < k <= min(H, W).
         rpb: optional (heads, 2k - 1, 2k - 1) relative position bias.
-        backend: "torch" (memory-lean gathers) or "flex" (flex_attention with a block mask).
+        backend: "torch" (memory-lean gathers), "flex" (flex_attention with a block mask),
+            "triton" (fused Triton forward, backward recomputed as "torch"; see the module docstring) or
+            "auto" ("triton" on CUDA tensors where triton is installed, else "torch").
 
     Returns:
         (B, heads, H, W, D).
     """
+    if backend == "auto":
+        from ..kernels.na import na_triton_supported
+
+        backend = "triton" if q.is_cuda and na_triton_supported(q.device) else "torch"
     if backend == "torch":
         attn = na2d_qk(q, k, kernel_size, rpb).softmax(dim=-1)
         return na2d_av(attn, v, kernel_size)
     if backend == "flex":
-        _check_map("neighborhood_attention_2d", "q", q)
-        for name, t in (("k", k), ("v", v)):
-            if t.shape != q.shape:
-                raise ValueError(
-                    f"neighborhood_attention_2d: '{name}' must have the shape of 'q' {tuple(q.shape)}; "
-                    f"got {tuple(t.shape)}"
-                )
-        _check_kernel("neighborhood_attention_2d", kernel_size, q.shape[2], q.shape[3])
-        if rpb is not None and tuple(rpb.shape) != (q.shape[1], 2 * kernel_size - 1, 2 * kernel_size - 1):
-            raise ValueError(
-                f"neighborhood_attention_2d: argument 'rpb' must have shape "
-                f"{(q.shape[1], 2 * kernel_size - 1, 2 * kernel_size - 1)}; got {tuple(rpb.shape)}"
-            )
+        _check_fused_inputs("neighborhood_attention_2d", q, k, v, kernel_size, rpb)
         return _flex_na(q, k, v, kernel_size, rpb)
+    if backend == "triton":
+        _check_fused_inputs("neighborhood_attention_2d", q, k, v, kernel_size, rpb)
+        if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (q, k, v, rpb)):
+            return _NATritonFn.apply(q, k, v, rpb, kernel_size)
+        from ..kernels.na import na2d_triton
+
+        return na2d_triton(q, k, v, kernel_size, rpb)
     raise ValueError(f"neighborhood_attention_2d: argument 'backend' must be one of {NA_BACKENDS}; got {backend!r}")

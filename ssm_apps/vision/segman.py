@@ -193,7 +193,8 @@ class LASSMixer(nn.Module):
         global_mode: stage-4 mode (global attention with a pairwise bias instead of the SSM branch).
         grid_size: (h, w) token grid the global bias is built for (image_size / 32).
         use_rpb: relative position bias tables.
-        na_backend: "torch" or "flex" (``neighborhood_attention_2d``).
+        na_backend: "auto" (the fused Triton NA on CUDA, else the PyTorch gathers), "torch", "flex" or
+            "triton" (``neighborhood_attention_2d``).
         scan_backend: selective-scan backend.
     """
 
@@ -205,7 +206,7 @@ class LASSMixer(nn.Module):
         global_mode: bool = False,
         grid_size: tuple[int, int] = (7, 7),
         use_rpb: bool = True,
-        na_backend: str = "torch",
+        na_backend: str = "auto",
         scan_backend: str | None = None,
     ):
         super().__init__()
@@ -282,7 +283,7 @@ class SegMANBlock(nn.Module):
         layerscale: bool = False,
         layer_init_value: float = 1e-6,
         drop_path: float = 0.0,
-        na_backend: str = "torch",
+        na_backend: str = "auto",
         scan_backend: str | None = None,
     ):
         super().__init__()
@@ -378,7 +379,7 @@ class SegMANEncoder(nn.Module):
         projection: width of the classifier's conv projection (official 1024).
         drop_rate: dropout before the classifier conv.
         drop_path_rate: stochastic depth, linear over all blocks.
-        na_backend: "torch" or "flex".
+        na_backend: "auto" (the fused Triton NA on CUDA, else the PyTorch gathers), "torch", "flex" or "triton".
         scan_backend: selective-scan backend (None = best available).
 
     ``forward_features`` returns the stage-4 map (B, C4, H/32, W/32) (no final norm, as the
@@ -402,7 +403,7 @@ class SegMANEncoder(nn.Module):
         projection: int = 1024,
         drop_rate: float = 0.0,
         drop_path_rate: float = 0.0,
-        na_backend: str = "torch",
+        na_backend: str = "auto",
         scan_backend: str | None = None,
     ):
         super().__init__()

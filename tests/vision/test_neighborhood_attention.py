@@ -94,3 +94,11 @@ def test_bad_arguments_raise_clear_errors():
         na2d_qk(q, q, 3, torch.zeros(2, 5, 5))
     with pytest.raises(ValueError, match="backend"):
         neighborhood_attention_2d(q, q, q, 3, backend="natten")
+
+
+def test_auto_backend_on_cpu_is_the_torch_path():
+    g = torch.Generator().manual_seed(5)
+    q, k, v = (torch.randn(1, 2, 9, 7, 8, generator=g) for _ in range(3))
+    rpb = torch.randn(2, 5, 5, generator=g)
+    assert torch.equal(neighborhood_attention_2d(q, k, v, 3, rpb, backend="auto"),
+                       neighborhood_attention_2d(q, k, v, 3, rpb, backend="torch"))
