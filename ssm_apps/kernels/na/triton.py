@@ -213,18 +213,8 @@ def na2d_fwd(
     kernel_size: int,
     rpb: torch.Tensor | None,
 ) -> torch.Tensor:
-    """The fused forward kernel, no autograd; arguments assumed valid (``neighborhood_attention_2d`` checks).
-
-    Args:
-        q: (B, heads, H, W, D) queries (already scaled), float16 / bfloat16 / float32, any strides.
-        k: (B, heads, H, W, D) keys, q's dtype, any strides.
-        v: (B, heads, H, W, D) values, q's dtype, any strides.
-        kernel_size: odd window side k, 1 < k <= min(H, W).
-        rpb: (heads, 2k - 1, 2k - 1) relative position bias (read as float32), or None.
-
-    Returns:
-        (B, heads, H, W, D) contiguous, in q's dtype.
-    """
+    """The fused forward kernel's launcher: the arguments and the result of ``ssm_apps.kernels.na.na2d_triton``
+    (which checks devices and dtypes; ``neighborhood_attention_2d`` checks shapes), output contiguous."""
     b, heads, h, w, d = q.shape
     if d > MAX_HEAD_DIM:
         raise ValueError(f"na2d_triton: head dim D must be at most {MAX_HEAD_DIM}; got {d}")
