@@ -46,6 +46,7 @@ sys.path.insert(0, str(REPO))
 import ssm_apps.vision  # noqa: E402, F401  (registers the models)
 from benchmarks.timing import median_seconds, sync  # noqa: E402
 from ssm_apps.layers import set_norm_backend  # noqa: E402
+from ssm_apps.training.cuda_graphs import GraphedInference  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "local"  # untracked; --out FILE to keep a result
 OURS = ["vmamba_tiny_s1l8", "vmamba_small_s2l15", "vmamba_base_s2l15",
@@ -182,26 +183,6 @@ def make_train_step(model, module, batch: int, size: int, device: str, graph: bo
     return replay
 
 
-def graphed_inference(model, x: torch.Tensor, dtype: torch.dtype | None):
-    """A zero-argument call replaying ``model(x)`` (eval, no grad, bf16 autocast when ``dtype``) from a CUDA graph."""
-    amp = (lambda: torch.autocast("cuda", dtype=dtype, cache_enabled=False)) if dtype else contextlib.nullcontext
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side), torch.no_grad(), amp():
-        for _ in range(3):  # warm-up (autotuning, cuDNN choices) off the capture
-            model(x)
-    torch.cuda.current_stream().wait_stream(side)
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g), torch.no_grad(), amp():
-        model(x)
-
-    def replay() -> None:
-        g.replay()
-
-    replay._graph = g
-    return replay
-
-
 def measure(name: str, args, norm: str, graph: bool = False, compile_model: bool = False) -> dict:
     """Inference img/s (fp32, bf16) and training step statistics of one model; ``graph``: inference and the
     training step replayed from CUDA graphs; ``compile_model``: through ``torch.compile`` (inductor; the
@@ -237,12 +218,15 @@ def _measure(name, args, module, norm, patched, graph, compile_model) -> dict:
                 row["infer_bf16_img_s"] = args.batch / median_seconds(lambda: model(x), device, args.iters)
     else:
         for key, dtype in (("infer_fp32_img_s", None), ("infer_bf16_img_s", torch.bfloat16)):
+            graphed = GraphedInference(model)
+            amp = torch.autocast("cuda", dtype=dtype) if dtype else contextlib.nullcontext()
             try:
-                replay = graphed_inference(model, x, dtype)
-                row[key] = args.batch / median_seconds(replay, device, args.iters)
+                with amp:
+                    graphed(x)  # captures
+                    row[key] = args.batch / median_seconds(lambda: graphed(x), device, args.iters)
             except Exception as e:  # noqa: BLE001 - the row says what stopped the capture
                 row[key.replace("_img_s", "_graph_error")] = f"{type(e).__name__}: {e}"[:200]
-            replay = None
+            graphed = None
     x = None  # free the inference batch before training
     module.train()
     if device == "cuda":

@@ -8,7 +8,8 @@
 * ``prediction``: ``DictPredictionWriter``, the base of every prediction writer;
 * ``checks``: argument checks with one message format, and the models' opt-in NaN/Inf check;
 * ``checkpoint_io``: atomic checkpoint writes;
-* ``precision``: the ``TF32`` callback (TF32 in convolutions and matmuls as a run setting).
+* ``precision``: the ``TF32`` callback (TF32 in convolutions and matmuls as a run setting);
+* ``cuda_graphs``: ``GraphedInference``, inference replayed from CUDA graphs (no host work per forward).
 
 Import the submodules directly (``from ssm_apps.training.task import SSMTask``); this package imports
 only ``AtomicCheckpointIO`` so that ``import ssm_apps.training`` stays light.
