@@ -19,9 +19,11 @@ Backends of :func:`neighborhood_attention_2d`:
   clamped window (mask_mod) and the bias added in a score_mod; compiled when on CUDA.
 * ``"triton"``: the fused Triton forward ``ssm_apps.kernels.na.na2d_triton`` (tiles of queries, keys
   of the tile's window region, online softmax; the logits never reach memory); CUDA, or CPU under
-  ``TRITON_INTERPRET=1``. Its backward (:class:`_NATritonFn`) recomputes through the "torch"
-  backend's autograd Functions: correct gradients, training cost as "torch".
-* ``"auto"``: "triton" on CUDA tensors where triton is installed, else "torch".
+  ``TRITON_INTERPRET=1``. Its backward (:class:`_NATritonFn`) is fused as well,
+  ``ssm_apps.kernels.na.na2d_triton_backward`` (flash-attention style, from the saved log-sum-exp).
+* ``"auto"``: "triton" for inference (no input needs a gradient) on CUDA tensors where triton is
+  installed, else "torch": the fused backward is checked under the Triton interpreter only, not yet
+  compiled and timed on a GPU, so training keeps the PyTorch path until it is.
 """
 from __future__ import annotations
 
@@ -263,28 +265,34 @@ def _check_fused_inputs(
 
 
 class _NATritonFn(torch.autograd.Function):
-    """Fused Triton forward (``kernels.na.na2d_triton``); backward recomputed through na2d_qk / na2d_av."""
+    """Fused Triton forward and backward (``kernels.na.na2d_triton`` / ``na2d_triton_backward``); the
+    backward's logit gradient (B, heads, H, W, k*k) is summed onto the bias table here, by ``_indices``."""
 
     @staticmethod
     def forward(ctx, q, k, v, rpb, kernel_size):
         from ..kernels.na import na2d_triton
 
+        out, lse = na2d_triton(q, k, v, kernel_size, rpb, return_lse=True)
         ctx.kernel_size = kernel_size
-        ctx.save_for_backward(q, k, v, rpb)
-        return na2d_triton(q, k, v, kernel_size, rpb)
+        ctx.save_for_backward(q, k, v, rpb, out, lse)
+        return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad: torch.Tensor):
-        q, k, v, rpb = ctx.saved_tensors
-        needs = ctx.needs_input_grad[:4]
-        leaves = [None if t is None else t.detach().requires_grad_(need) for t, need in zip((q, k, v, rpb), needs)]
-        with torch.enable_grad():
-            attn = na2d_qk(leaves[0], leaves[1], ctx.kernel_size, leaves[3]).softmax(dim=-1)
-            out = na2d_av(attn, leaves[2], ctx.kernel_size)
-        wanted = [t for t, need in zip(leaves, needs) if need]
-        grads = iter(torch.autograd.grad(out, wanted, grad)) if wanted else iter(())
-        return (*(next(grads) if need else None for need in needs), None)
+        from ..kernels.na import na2d_triton_backward
+
+        q, k, v, rpb, out, lse = ctx.saved_tensors
+        ks = ctx.kernel_size
+        dq, dk, dv, dlogits = na2d_triton_backward(grad, q, k, v, out, lse, ks, rpb, ctx.needs_input_grad[:4])
+        drpb = None
+        if dlogits is not None:
+            b, heads, height, width, _ = q.shape
+            _, bias_idx = _indices(height, width, ks, q.device)
+            drpb = torch.zeros(heads, (2 * ks - 1) ** 2, dtype=torch.float32, device=q.device)
+            drpb.index_add_(1, bias_idx.reshape(-1), dlogits.sum(0).reshape(heads, -1))
+            drpb = drpb.view(rpb.shape).to(device=rpb.device, dtype=rpb.dtype)
+        return dq, dk, dv, drpb, None
 
 
 def neighborhood_attention_2d(
@@ -304,8 +312,8 @@ def neighborhood_attention_2d(
         kernel_size: odd window side k, 1 < k <= min(H, W).
         rpb: optional (heads, 2k - 1, 2k - 1) relative position bias.
         backend: "torch" (memory-lean gathers), "flex" (flex_attention with a block mask),
-            "triton" (fused Triton forward, backward recomputed as "torch"; see the module docstring) or
-            "auto" ("triton" on CUDA tensors where triton is installed, else "torch").
+            "triton" (fused Triton forward and backward; see the module docstring) or
+            "auto" ("triton" for inference on CUDA where triton is installed, else "torch").
 
     Returns:
         (B, heads, H, W, D).
@@ -313,7 +321,8 @@ def neighborhood_attention_2d(
     if backend == "auto":
         from ..kernels.na import na_triton_supported
 
-        backend = "triton" if q.is_cuda and na_triton_supported(q.device) else "torch"
+        needs_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (q, k, v, rpb))
+        backend = "triton" if q.is_cuda and not needs_grad and na_triton_supported(q.device) else "torch"
     if backend == "torch":
         attn = na2d_qk(q, k, kernel_size, rpb).softmax(dim=-1)
         return na2d_av(attn, v, kernel_size)
