@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
 from pathlib import Path
 
@@ -30,6 +31,7 @@ def main() -> None:
     args = p.parse_args()
     order = (args.trees / "order.txt").read_text().split()
     results: dict = {}
+    work = Path(tempfile.mkdtemp(prefix="bisect_trees_"))  # the unpacked trees
     t0 = time.time()
 
     def save() -> None:
@@ -37,7 +39,7 @@ def main() -> None:
         args.out.write_text(json.dumps({"order": order, "results": results}, indent=1))
 
     def run(name: str, *flags: str) -> float:
-        tree = Path("/tmp/bisect_trees") / name
+        tree = work / name
         if not tree.exists():
             tree.mkdir(parents=True)
             with tarfile.open(args.trees / f"{name}.tar.gz") as tar:

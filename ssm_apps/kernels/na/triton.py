@@ -136,6 +136,37 @@ def _mm(a, b, IEEE: tl.constexpr, DOT_F32: tl.constexpr):
 
 
 @triton.jit
+def _query_tile(pid_t, n_tiles_w, H, W, KS: tl.constexpr, TH: tl.constexpr, TW: tl.constexpr):
+    """Tile ``pid_t``'s TH*TW queries (rows qi, cols qj clamped into the map, validity mask, window starts
+    si, sj) and the key region they see, flattened row-major: key n -> (kr0 + n // RW, kc0 + n % RW)."""
+    r0 = (pid_t // n_tiles_w) * TH
+    c0 = (pid_t % n_tiles_w) * TW
+    offs_m = tl.arange(0, TH * TW)
+    qi = r0 + offs_m // TW
+    qj = c0 + offs_m % TW
+    mask_m = (qi < H) & (qj < W)
+    qi = tl.minimum(qi, H - 1)
+    qj = tl.minimum(qj, W - 1)
+    si = _window_start(qi, H, KS)
+    sj = _window_start(qj, W, KS)
+    kr0 = _window_start(r0, H, KS)
+    kc0 = _window_start(c0, W, KS)
+    kr1 = _window_start(tl.minimum(r0 + TH - 1, H - 1), H, KS) + KS
+    kc1 = _window_start(tl.minimum(c0 + TW - 1, W - 1), W, KS) + KS
+    RW = kc1 - kc0
+    return qi, qj, mask_m, si, sj, kr0, kc0, RW, (kr1 - kr0) * RW
+
+
+@triton.jit
+def _offsets(qi, qj, D, BLOCK_D: tl.constexpr, WIDE: tl.constexpr):
+    """Row / col / head-dim offsets (int64 when ``WIDE``) and the head-dim mask of a block of queries."""
+    offs_d = tl.arange(0, BLOCK_D)
+    if WIDE:
+        return qi.to(tl.int64), qj.to(tl.int64), offs_d.to(tl.int64), offs_d < D
+    return qi, qj, offs_d, offs_d < D
+
+
+@triton.jit
 def _na2d_fwd_kernel(
     # Pointers
     q_ptr, k_ptr, v_ptr, rpb_ptr, out_ptr, lse_ptr,
@@ -153,37 +184,12 @@ def _na2d_fwd_kernel(
 ):
     BLOCK_M: tl.constexpr = TH * TW
     NB: tl.constexpr = 2 * KS - 1  # side of the bias table
-    pid_t = tl.program_id(0)
     pid_bh = tl.program_id(1)
     bi = (pid_bh // heads).to(tl.int64)
     hi = pid_bh % heads
-    r0 = (pid_t // n_tiles_w) * TH
-    c0 = (pid_t % n_tiles_w) * TW
-
-    # queries of the tile: (BLOCK_M,) rows / cols, clamped into the map for the window arithmetic
-    offs_m = tl.arange(0, BLOCK_M)
-    qi = r0 + offs_m // TW
-    qj = c0 + offs_m % TW
-    mask_m = (qi < H) & (qj < W)
-    qi = tl.minimum(qi, H - 1)
-    qj = tl.minimum(qj, W - 1)
-    si = _window_start(qi, H, KS)
-    sj = _window_start(qj, W, KS)
-
-    # key region seen by the tile, flattened row-major: n -> (kr0 + n // RW, kc0 + n % RW)
-    kr0 = _window_start(r0, H, KS)
-    kc0 = _window_start(c0, W, KS)
-    kr1 = _window_start(tl.minimum(r0 + TH - 1, H - 1), H, KS) + KS
-    kc1 = _window_start(tl.minimum(c0 + TW - 1, W - 1), W, KS) + KS
-    RW = kc1 - kc0
-    n_region = (kr1 - kr0) * RW
-
-    offs_d = tl.arange(0, BLOCK_D)
-    mask_d = offs_d < D
-    if WIDE:
-        qi_o, qj_o, dd = qi.to(tl.int64), qj.to(tl.int64), offs_d.to(tl.int64)
-    else:
-        qi_o, qj_o, dd = qi, qj, offs_d
+    # the program's tile of queries (clamped into the map) and the key region they see
+    qi, qj, mask_m, si, sj, kr0, kc0, RW, n_region = _query_tile(tl.program_id(0), n_tiles_w, H, W, KS, TH, TW)
+    qi_o, qj_o, dd, mask_d = _offsets(qi, qj, D, BLOCK_D, WIDE)
 
     q_base = q_ptr + bi * stride_q_b + hi.to(tl.int64) * stride_q_h
     k_base = k_ptr + bi * stride_k_b + hi.to(tl.int64) * stride_k_h
@@ -260,37 +266,12 @@ def _na2d_bwd_dq_kernel(
     BLOCK_M: tl.constexpr = TH * TW
     NB: tl.constexpr = 2 * KS - 1  # side of the bias table
     KK: tl.constexpr = KS * KS  # neighbours per query
-    pid_t = tl.program_id(0)
     pid_bh = tl.program_id(1)
     bi = (pid_bh // heads).to(tl.int64)
     hi = pid_bh % heads
-    r0 = (pid_t // n_tiles_w) * TH
-    c0 = (pid_t % n_tiles_w) * TW
-
-    # queries of the tile, clamped into the map (as the forward)
-    offs_m = tl.arange(0, BLOCK_M)
-    qi = r0 + offs_m // TW
-    qj = c0 + offs_m % TW
-    mask_m = (qi < H) & (qj < W)
-    qi = tl.minimum(qi, H - 1)
-    qj = tl.minimum(qj, W - 1)
-    si = _window_start(qi, H, KS)
-    sj = _window_start(qj, W, KS)
-
-    # key region seen by the tile, flattened row-major (as the forward)
-    kr0 = _window_start(r0, H, KS)
-    kc0 = _window_start(c0, W, KS)
-    kr1 = _window_start(tl.minimum(r0 + TH - 1, H - 1), H, KS) + KS
-    kc1 = _window_start(tl.minimum(c0 + TW - 1, W - 1), W, KS) + KS
-    RW = kc1 - kc0
-    n_region = (kr1 - kr0) * RW
-
-    offs_d = tl.arange(0, BLOCK_D)
-    mask_d = offs_d < D
-    if WIDE:
-        qi_o, qj_o, dd = qi.to(tl.int64), qj.to(tl.int64), offs_d.to(tl.int64)
-    else:
-        qi_o, qj_o, dd = qi, qj, offs_d
+    # the program's tile of queries (clamped into the map) and the key region they see
+    qi, qj, mask_m, si, sj, kr0, kc0, RW, n_region = _query_tile(tl.program_id(0), n_tiles_w, H, W, KS, TH, TW)
+    qi_o, qj_o, dd, mask_d = _offsets(qi, qj, D, BLOCK_D, WIDE)
 
     hb = hi.to(tl.int64)
     k_base = k_ptr + bi * stride_k_b + hb * stride_k_h
