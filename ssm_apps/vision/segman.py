@@ -193,7 +193,7 @@ class LASSMixer(nn.Module):
         global_mode: stage-4 mode (global attention with a pairwise bias instead of the SSM branch).
         grid_size: (h, w) token grid the global bias is built for (image_size / 32).
         use_rpb: relative position bias tables.
-        na_backend: "auto" (the fused Triton NA for inference on CUDA, else the PyTorch gathers), "torch", "flex" or
+        na_backend: "auto" (the fused Triton NA on CUDA, else the PyTorch gathers), "torch", "flex" or
             "triton" (``neighborhood_attention_2d``).
         scan_backend: selective-scan backend.
     """
@@ -379,7 +379,7 @@ class SegMANEncoder(nn.Module):
         projection: width of the classifier's conv projection (official 1024).
         drop_rate: dropout before the classifier conv.
         drop_path_rate: stochastic depth, linear over all blocks.
-        na_backend: "auto" (the fused Triton NA for inference on CUDA, else the PyTorch gathers),
+        na_backend: "auto" (the fused Triton NA on CUDA, else the PyTorch gathers),
             "torch", "flex" or "triton".
         scan_backend: selective-scan backend (None = best available).
 
