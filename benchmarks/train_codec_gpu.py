@@ -4,7 +4,9 @@ One process per model, all at once on the same GPU, for the same wall-clock trai
 the same data (../shared/data/images/train + extra, random 256 crops with flips, batch 16):
 
 * ours: one variable-rate CMamba ("small": N 64, M 160) over the six MSE presets (one quality
-  drawn per crop), Adam lr 1e-4 with the last 15 % of the run at 1e-5, aux Adam 1e-3, grad clip 1;
+  drawn per crop), or with ``--fixed-rate Q ...`` one fixed-rate model per preset Q (``--latent-channels``
+  overrides M), Adam ``--lr-ours`` (default ``--lr``, 1e-4) with the last ``--decay-fraction`` of the run at
+  a tenth of it, aux Adam 1e-3, grad clip 1;
 * baseline: ``compressai.zoo.mbt2018_mean(quality=q)`` for each ``--baseline-qualities`` (fixed
   rate, lambda of the same preset), same optimisers and schedule.
 
@@ -73,6 +75,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default="cuda")
     p.add_argument("--train-seconds", type=float, default=300.0, help="training wall time per model")
     p.add_argument("--config", choices=sorted(CONFIGS), help="CMamba configuration (default small; --quick: tiny)")
+    p.add_argument("--fixed-rate", type=int, nargs="+", metavar="Q",
+                   help="train one fixed-rate CMamba per MSE preset Q (1..6) instead of the variable-rate model")
+    p.add_argument("--latent-channels", type=int, help="override M (channels of y) of the CMamba configuration")
     p.add_argument("--baseline-qualities", type=int, nargs="*", default=[1, 2, 3, 4])
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--crop", type=int, default=256)
@@ -148,10 +153,22 @@ def load_eval_images(folder: Path, limit: int, crop: int) -> list[tuple[str, tor
 # ------------------------------------------------------------------------------------ models
 def build(job: dict, args: argparse.Namespace):
     if job["arch"] == "cmamba":
-        return create_cmamba(args.config, lambdas=list(MSE_LAMBDAS[-CONFIGS[args.config].num_qualities :]))
+        overrides = {"M": args.latent_channels} if args.latent_channels else {}
+        if "quality" in job:  # fixed rate at one preset
+            overrides.update(num_qualities=1, lambdas=[MSE_LAMBDAS[job["quality"] - 1]], qualities=[job["quality"]])
+        else:
+            overrides["lambdas"] = list(MSE_LAMBDAS[-CONFIGS[args.config].num_qualities :])
+        return create_cmamba(args.config, **overrides)
     from compressai.zoo import mbt2018_mean
 
     return mbt2018_mean(quality=job["quality"], pretrained=False)
+
+
+def model_lambdas(model) -> list[float]:
+    """The MSE preset lambda of each quality a CMamba serves (variable-rate: the last presets, as it was built)."""
+    if model.num_qualities == 1:
+        return [MSE_LAMBDAS[model.qualities[0] - 1]]
+    return list(MSE_LAMBDAS[-model.num_qualities :])
 
 
 def job_file(job: dict) -> str:
@@ -228,8 +245,8 @@ def train(job: dict, args: argparse.Namespace, device: torch.device) -> dict:
     criterion = RateDistortionLoss("mse")
     # crop positions on the host (plain ints, no device sync); flips and qualities follow from them
     gen = torch.Generator().manual_seed(args.seed * 1000 + job.get("quality", 0) + state["steps"])
-    qualities = list(range(1, model.num_qualities + 1)) if is_ours else None
-    lambdas = torch.tensor(MSE_LAMBDAS[-model.num_qualities :], device=device) if is_ours else None
+    qualities = list(model.qualities) if is_ours else None
+    lambdas = torch.tensor(model_lambdas(model), device=device) if is_ours else None
     decay_at = args.train_seconds * (1 - args.decay_fraction)
     steps, losses, start = 0, [], time.perf_counter()
     while (elapsed := time.perf_counter() - start) < args.train_seconds:
@@ -239,7 +256,7 @@ def train(job: dict, args: argparse.Namespace, device: torch.device) -> dict:
         x = sample_batch(images, args.batch_size, args.crop, gen)
         if is_ours:
             quality = sample_qualities(qualities, x.shape[0], device)
-            out, lmbda = model(x, quality), lambdas[quality - 1]
+            out, lmbda = model(x, quality), lambdas[model.quality_index(quality, x.shape[0], device)]
         else:
             out, lmbda = model(x), MSE_LAMBDAS[job["quality"] - 1]
         loss = criterion(out, x, lmbda)
@@ -276,7 +293,8 @@ def train(job: dict, args: argparse.Namespace, device: torch.device) -> dict:
     if is_ours:
         from ssm_apps.codecs.pretrained import export_weights
 
-        config = {**CONFIGS[args.config].__dict__, "lambdas": list(MSE_LAMBDAS[-model.num_qualities :])}
+        config = {**CONFIGS[args.config].__dict__, "M": model.M, "num_qualities": model.num_qualities,
+                  "lambdas": model_lambdas(model), "qualities": list(model.qualities)}
         config["depths"] = list(config["depths"])
         payload = export_weights(model, path, job["name"], config, "mse", config["lambdas"])
         payload["train_state"] = state
@@ -304,7 +322,7 @@ def evaluate(model, job: dict, args: argparse.Namespace, device: torch.device) -
     from ssm_apps.codecs.container import BitstreamError
 
     is_ours = job["arch"] == "cmamba"
-    qualities = list(range(1, model.num_qualities + 1)) if is_ours else [job["quality"]]
+    qualities = list(model.qualities) if is_ours else [job["quality"]]
     images = load_eval_images(args.kodak, args.eval_images, args.eval_crop)
     rows = []
     for index, (name, image) in enumerate(images):
@@ -362,7 +380,7 @@ def evaluate(model, job: dict, args: argparse.Namespace, device: torch.device) -
     averages = []
     for q in qualities:
         sel = [r for r in rows if r["quality"] == q]
-        avg = {"quality": q, "lambda": MSE_LAMBDAS[q - 1] if is_ours else MSE_LAMBDAS[job["quality"] - 1]}
+        avg = {"quality": q, "lambda": MSE_LAMBDAS[q - 1]}
         for key in ("bpp_est", "psnr_est", "bpp", "psnr", "ms_ssim", "encode_s", "decode_s"):
             vals = [r[key] for r in sel if key in r]
             if vals:
@@ -398,7 +416,9 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     ours_id = f"cmamba-{args.config}-mse"
-    jobs = [{"name": ours_id, "arch": "cmamba"}] + [
+    ours = ([{"name": f"{ours_id}-q{q}", "arch": "cmamba", "quality": q} for q in args.fixed_rate] if args.fixed_rate
+            else [{"name": ours_id, "arch": "cmamba"}])
+    jobs = ours + [
         {"name": f"mbt2018_mean-q{q}", "arch": "mbt2018_mean", "quality": q} for q in args.baseline_qualities
     ]
     device_name = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else "cpu"
@@ -427,10 +447,9 @@ def main(argv: list[str] | None = None) -> int:
         "jobs": results,
     }
     (args.out / "train_codec.json").write_text(json.dumps(summary, indent=1))
-    ours = next(r for r in results if r["arch"] == "cmamba")
-    if ours.get("kodak"):
+    for ours in (r for r in results if r["arch"] == "cmamba" and r.get("kodak")):
         shipped = {
-            "model_id": ours_id,
+            "model_id": ours["name"],
             "device": device_name,
             "train_state": ours["train_state"],
             "kodak": ours["kodak"]["averages"],
@@ -438,7 +457,7 @@ def main(argv: list[str] | None = None) -> int:
             "eval_crop": args.eval_crop,
             "eval_images": ours["kodak"]["eval_images"],
         }
-        (args.out / f"{ours_id}.json").write_text(json.dumps(shipped, indent=1))
+        (args.out / f"{ours['name']}.json").write_text(json.dumps(shipped, indent=1))
     print(f"\n== codec training on {device_name}: {summary['wall_s']:.0f} s wall ==")
     print(
         f"{'model':<20} {'steps':>7} {'q':>3} {'bpp est':>8} {'PSNR est':>9} {'bpp file':>9} {'PSNR':>7} {'exact':>6}"

@@ -111,7 +111,7 @@ def _evaluate(args) -> int:
 
     files = image_files([args.data])[: args.limit]
     model = _load_model(args.checkpoint, args.device)
-    qualities = args.quality or list(range(1, model.num_qualities + 1))
+    qualities = args.quality or list(model.qualities)
     rows = []
     with (
         tempfile.TemporaryDirectory() as tmp,

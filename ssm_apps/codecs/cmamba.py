@@ -238,6 +238,9 @@ class CMamba(CompressionModel):
         num_qualities: gain-unit rates (1 = fixed-rate model).
         lambdas: the rate-distortion lambda of each quality (length ``num_qualities``); only the gain
             initialisation uses it. Default: the last ``num_qualities`` MSE presets.
+        qualities: the quality numbers the model serves, one per rate in increasing order (length
+            ``num_qualities``), e.g. ``[3]`` for a fixed-rate model trained at preset 3. Default
+            ``1..num_qualities``.
 
     Shapes: ``forward(x)`` with x (B, 3, H, W) in [0, 1], H and W multiples of 64.
     """
@@ -254,6 +257,7 @@ class CMamba(CompressionModel):
         spatial_channels: int = 64,
         num_qualities: int = 6,
         lambdas: Sequence[float] | None = None,
+        qualities: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         if len(depths) != 3:
@@ -266,6 +270,12 @@ class CMamba(CompressionModel):
             lambdas = MSE_LAMBDAS[-num_qualities:] if num_qualities <= len(MSE_LAMBDAS) else None
         if lambdas is None or len(lambdas) != num_qualities:
             raise ValueError(f"CMamba: 'lambdas' needs {num_qualities} values; got {lambdas}")
+        qualities = tuple(range(1, num_qualities + 1)) if qualities is None else tuple(int(q) for q in qualities)
+        if len(qualities) != num_qualities or any(b <= a for a, b in zip(qualities, qualities[1:])) or qualities[0] < 1:
+            raise ValueError(
+                f"CMamba: 'qualities' needs {num_qualities} increasing numbers >= 1; got {list(qualities)}"
+            )
+        self.qualities = qualities
         self.N, self.M, self.num_slices, self.num_qualities = N, M, num_slices, num_qualities
         d1, d2, d3 = depths
         self.g_a = nn.Sequential(
@@ -336,17 +346,19 @@ class CMamba(CompressionModel):
 
     # ------------------------------------------------------------------ rates
     def quality_index(self, quality: int | torch.Tensor | None, batch: int, device: torch.device) -> torch.Tensor:
-        """(B,) 0-based indexes from qualities numbered 1..num_qualities (None = the highest)."""
+        """(B,) 0-based rate indexes from quality numbers of ``self.qualities`` (None = the highest)."""
         if quality is None:
-            quality = self.num_qualities
+            quality = self.qualities[-1]
         q = torch.as_tensor(quality, device=device).long().reshape(-1)
         if q.numel() == 1:
             q = q.expand(batch)
         if q.numel() != batch:
             raise ValueError(f"CMamba: 'quality' needs 1 or {batch} values; got {q.numel()}")
-        if bool(((q < 1) | (q > self.num_qualities)).any()):
-            raise ValueError(f"CMamba: 'quality' must be in 1..{self.num_qualities}; got {q.tolist()}")
-        return q - 1
+        served = torch.tensor(self.qualities, device=device)
+        match = q[:, None] == served
+        if not bool(match.any(1).all()):
+            raise ValueError(f"CMamba: 'quality' must be one of {list(self.qualities)}; got {q.tolist()}")
+        return match.long().argmax(1)
 
     @staticmethod
     def _gain(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:

@@ -135,7 +135,7 @@ def encode(
         model: a CMamba in eval mode with CDF tables (``model.update()``).
         image: uint8 (H, W[, C]) array or PIL image; grayscale and RGBA are converted (RGBA: alpha
             dropped, with a warning).
-        quality: 1..model.num_qualities (None: the highest).
+        quality: one of ``model.qualities`` (None: the highest).
         colour_mode: overrides the detected mode in the header (e.g. "gray" from ``read_image``).
     """
     _check_ready(model)
@@ -143,7 +143,7 @@ def encode(
     colour_mode = colour_mode or detected
     if colour_mode == "rgba":
         warnings.warn("RGBA image: the alpha channel is dropped, RGB is coded", stacklevel=2)
-    quality = model.num_qualities if quality is None else int(quality)
+    quality = model.qualities[-1] if quality is None else int(quality)
     model.quality_index(quality, 1, torch.device("cpu"))  # range check with a clear error
     height, width = rgb.shape[:2]
     with deterministic_inference(model):
@@ -181,8 +181,8 @@ def decompress(data: bytes, model: CMamba) -> np.ndarray:
         )
     if len(payloads) != 2:
         raise BitstreamError(f"corrupted .ssmc file: {len(payloads)} payloads, a CMamba file has 2")
-    if not 1 <= header.quality <= model.num_qualities:
-        raise BitstreamError(f"the file's quality {header.quality} is not one of the model's 1..{model.num_qualities}")
+    if header.quality not in model.qualities:
+        raise BitstreamError(f"the file's quality {header.quality} is not one of the model's {list(model.qualities)}")
     z_shape = (-(-header.height // PAD_MULTIPLE), -(-header.width // PAD_MULTIPLE))
     z_string, y_string = payloads
     with deterministic_inference(model):

@@ -104,8 +104,8 @@ def load_pretrained(model_id: str = DEFAULT_MODEL_ID, device: str | torch.device
 
 
 def available_qualities(model: CMamba) -> list[int]:
-    """Qualities 1..num_qualities of a model."""
-    return list(range(1, model.num_qualities + 1))
+    """The quality numbers a model serves (``model.qualities``)."""
+    return list(model.qualities)
 
 
 def reference_results(model_id: str = DEFAULT_MODEL_ID) -> dict:

@@ -100,7 +100,7 @@ class ImageCompressionTask(L.LightningModule):
             raise ValueError(
                 f"ImageCompressionTask: {self.model.num_qualities} qualities need as many lambdas; got {self.lambdas}"
             )
-        all_q = list(range(1, self.model.num_qualities + 1))
+        all_q = list(self.model.qualities)
         self.qualities = list(qualities) if qualities is not None else all_q
         self.eval_qualities = list(eval_qualities) if eval_qualities is not None else sorted({all_q[0], all_q[-1]})
         for name, values in (("qualities", self.qualities), ("eval_qualities", self.eval_qualities)):
@@ -112,7 +112,8 @@ class ImageCompressionTask(L.LightningModule):
         return self.model(x, quality)
 
     def _lambda(self, quality: torch.Tensor) -> torch.Tensor:
-        return torch.as_tensor(self.lambdas, device=quality.device)[quality - 1]
+        index = self.model.quality_index(quality, quality.numel(), quality.device)
+        return torch.as_tensor(self.lambdas, device=quality.device)[index]
 
     def _common_step(self, batch, stage: str) -> dict[str, torch.Tensor]:
         if stage == "train":
