@@ -9,6 +9,7 @@ Encode/decode time per image of ours and the baseline on the CPU and, when there
 Writes ``<out>/codec_rd.json`` and ``<out>/codec_rd.png`` and prints a table.
 
     python benchmarks/bench_codec_rd.py --weights runs/codec_r1/cmamba-small-mse.pt --baseline-dir runs/codec_r1
+    python benchmarks/bench_codec_rd.py --weights NEW.pt --baseline-rows benchmarks/results/codec_rd/codec_rd.json  # baseline rows of an earlier run
     python benchmarks/bench_codec_rd.py --train-json runs/codec_r1/train_codec.json \
         --weights runs/codec_r1/cmamba-small-mse.pt --baseline-dir runs/codec_r1  # GPU rows from the run, CPU times
     python benchmarks/bench_codec_rd.py --quick --device cpu          # JPEG/WebP + any shipped weights, 2 crops
@@ -44,6 +45,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--weights", type=Path, help="our exported weights (.pt; default: the shipped default model if any)")
     p.add_argument("--baseline-dir", type=Path, help="folder with mbt2018_mean-q<q>.pt.z from train_codec_gpu.py")
+    p.add_argument(
+        "--baseline-rows",
+        type=Path,
+        help="codec_rd.json of an earlier run of this script: the baseline's per-image rows and timings are "
+        "taken from it (same images) instead of coded again",
+    )
     p.add_argument("--kodak", type=Path, default=KODAK)
     p.add_argument("--images", type=int, default=24)
     p.add_argument("--crop", type=int, default=0, help="centre crop side (0: full images)")
@@ -299,12 +306,12 @@ def main(argv: list[str] | None = None) -> int:
         devices = ["cpu"]  # the GPU figures come from the training run; time the CPU here
     if weights is not None and trained is not None:
         model = load_weights_file(weights, "cpu")
-        qualities = args.qualities or list(range(1, model.num_qualities + 1))
+        qualities = args.qualities or list(model.qualities)
         _, t = ours_codec(model, images[: args.time_images], [qualities[0], qualities[-1]], "cpu", args.time_images)
         timing["CMamba (ours)/cpu"] = {k: float(np.mean(v)) for k, v in t.items()}
     elif weights is not None:
         model = load_weights_file(weights, args.device)
-        qualities = args.qualities or list(range(1, model.num_qualities + 1))
+        qualities = args.qualities or list(model.qualities)
         rows["CMamba (ours)"], _ = ours_codec(model, images, qualities, args.device, 0)
         bit_exact = all(r["bit_exact"] for r in rows["CMamba (ours)"])
         for device in devices:
@@ -321,6 +328,14 @@ def main(argv: list[str] | None = None) -> int:
             models = {q: m.to(device) for q, m in list(baselines.items())[:1] + list(baselines.items())[-1:]}
             _, t = baseline_codec(models, images[: args.time_images], device, args.time_images)
             timing[f"mbt2018_mean/{device_names[device]}"] = {k: float(np.mean(v)) for k, v in t.items()}
+    if args.baseline_rows is not None:
+        earlier = json.loads(args.baseline_rows.read_text())
+        names = {name for name, _ in images}
+        kept = [r for r in earlier["per_image"].get("mbt2018_mean", []) if r["image"] in names]
+        if {r["image"] for r in kept} != names:
+            raise ValueError(f"--baseline-rows {args.baseline_rows}: no mbt2018_mean rows for every image of this run")
+        rows["mbt2018_mean"] = kept
+        timing.update({k: v for k, v in earlier["timing_per_image"].items() if k.startswith("mbt2018_mean/")})
     curves = {name: curve(r) for name, r in rows.items()}
     bd = {
         **bd_rates(curves, "CMamba (ours)", ["JPEG", "WebP", "mbt2018_mean"]),

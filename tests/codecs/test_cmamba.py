@@ -65,8 +65,23 @@ def test_forward_shapes_and_gradients():
 
 def test_quality_checks():
     model = create_cmamba("tiny")
-    with pytest.raises(ValueError, match=r"1\.\.2"):
+    with pytest.raises(ValueError, match=r"one of \[1, 2\]; got \[3\]"):
         model(torch.rand(1, 3, 64, 64), quality=3)
+    with pytest.raises(ValueError, match="'qualities' needs 2 increasing"):
+        create_cmamba("tiny", qualities=[3, 3])
+
+
+def test_fixed_rate_model_serves_its_preset_number():
+    model = create_cmamba("tiny", num_qualities=1, lambdas=[0.0067], qualities=[3])
+    assert model.quality_index(3, 2, torch.device("cpu")).tolist() == [0, 0]
+    assert model.quality_index(None, 1, torch.device("cpu")).tolist() == [0]
+    with pytest.raises(ValueError, match=r"one of \[3\]; got \[1\]"):
+        model.quality_index(1, 1, torch.device("cpu"))
+    model.eval().update(force=True)
+    image = np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    result = codec.encode(model, image)  # default: the model's own quality
+    assert unpack(result.data)[0].quality == 3
+    np.testing.assert_array_equal(codec.decompress(result.data, model), result.reconstruction)
     with pytest.raises(ValueError, match="multiple of 'num_slices'"):
         CMamba(N=8, M=12, num_slices=5)
 

@@ -69,6 +69,12 @@ def test_quick_run_and_resume(tmp_path):
     rd = json.loads((tmp_path / "rd" / "codec_rd.json").read_text())
     assert rd["curves"]["CMamba (ours)"]["quality"] == [1, 2] and rd["images"] == 1 and rd["crop"] == 128
     assert (tmp_path / "rd" / "codec_rd.png").is_file()
+    # the baseline's rows of that run reused instead of its weights
+    rd_args = ["--train-json", str(first / "train_codec.json"), "--weights", str(first / "cmamba-tiny-mse.pt")]
+    rd_args += ["--time-images", "1", "--kodak", str(images / "kodak"), "--out", str(tmp_path / "rd2")]
+    assert bench_codec_rd.main([*rd_args, "--baseline-rows", str(tmp_path / "rd" / "codec_rd.json")]) == 0
+    again = json.loads((tmp_path / "rd2" / "codec_rd.json").read_text())
+    assert again["curves"]["mbt2018_mean"] == rd["curves"]["mbt2018_mean"]
 
     assert train_codec_gpu.main([*common, "--baseline-qualities", "--resume", str(first), "--out", str(second)]) == 0
     resumed = torch.load(second / "cmamba-tiny-mse.pt", weights_only=False)["train_state"]
