@@ -168,9 +168,11 @@ class SS2D(nn.Module):
     def scan(self, x: torch.Tensor) -> torch.Tensor:
         """The K-route selective scan: (B, d_inner, *spatial) -> (B, d_inner, *spatial), routes summed.
 
-        The per-route projections are two plain matmuls over the channels: dt through the product
-        of dt_proj and the dt rows of x_proj (a (K, D, D) matrix; the low-rank pair, batched GEMMs
-        of inner size dt_rank, is slower on a GPU), and B, C through the remaining x_proj rows.
+        The per-route projections are plain matmuls over the channels. On CUDA, dt goes through the
+        product of dt_proj and the dt rows of x_proj (a (K, D, D) matrix; the low-rank pair, batched
+        GEMMs of inner size dt_rank, is slower there); on other devices through the low-rank pair
+        (x_proj, then dt_proj: 2 K R D multiply-adds per pixel instead of K D^2, which on a CPU is
+        what the time follows). B, C come from the remaining x_proj rows.
         Fused patterns ("cross4", "bidi", "omni8", "tri6"): the projections are computed per pixel,
         in spatial order (B, K, ., *spatial) -- the same numbers as projecting the scanned copies --
         and ``selective_scan_2d`` / ``_3d`` read every route straight from x. "atrous" runs the
@@ -178,28 +180,29 @@ class SS2D(nn.Module):
         """
         batch, dim, *sizes = x.shape
         nd = len(sizes)
-        K, R, N = self.num_routes, self.dt_rank, self.d_state
-        dt_weight = torch.bmm(self.dt_projs_weight, self.x_proj_weight[:, :R]).to(x.dtype)  # (K, D, D)
-        bc_weight = self.x_proj_weight[:, R:].to(x.dtype)  # (K, 2N, D): B rows, then C rows
+        K, N = self.num_routes, self.d_state
         A, D, delta_bias = -torch.exp(self.A_logs.float()), self.Ds.float(), self.dt_projs_bias.float().reshape(-1)
         if self.fused:
-            x_flat = x.reshape(batch, dim, -1)
-            # dt as (B, pixels, K*D) memory: the fused kernels read consecutive channels of a pixel
-            # (no layout copy); the same GEMM as W @ x with transposed operands
-            dts = torch.matmul(x_flat.transpose(1, 2), dt_weight.reshape(K * dim, dim).t())
-            dts = dts.view(batch, *sizes, K, dim).permute(0, nd + 1, nd + 2, *range(1, nd + 1))  # (B, K, D, *sp)
-            bc = torch.matmul(bc_weight.reshape(K * 2 * N, dim), x_flat).view(batch, K, 2 * N, *sizes)
+            if x.device.type == "cuda":
+                x_flat = x.reshape(batch, dim, -1)
+                # dt as (B, pixels, K*D) memory: the fused kernels read consecutive channels of a pixel
+                # (no layout copy); the same GEMM as W @ x with transposed operands
+                dts = torch.matmul(x_flat.transpose(1, 2), self._dt_weight(x.dtype).reshape(K * dim, dim).t())
+                dts = dts.view(batch, *sizes, K, dim).permute(0, nd + 1, nd + 2, *range(1, nd + 1))
+                bc = torch.matmul(self._bc_weight(x.dtype).reshape(K * 2 * N, dim), x_flat)
+            else:
+                dts, bc = self._project(x.reshape(batch, 1, dim, -1))
             fused = selective_scan_2d if nd == 2 else selective_scan_3d
+            bc = bc.reshape(batch, K, 2 * N, *sizes)
             return fused(
-                x, dts, A,
+                x, dts.reshape(batch, K, dim, *sizes), A,
                 bc[:, :, :N], bc[:, :, N:],  # B, C: (B, K, N, *spatial) per pixel
                 D=D, delta_bias=delta_bias, delta_softplus=True, pattern=self.scan_pattern,
                 backend=self.scan_backend,
             )
         xs = (cross_scan if nd == 2 else cross_scan_3d)(x, self.scan_pattern)  # (B, K, D, L)
         length = xs.shape[-1]
-        dts = torch.matmul(dt_weight, xs)  # (B, K, D, L)
-        bc = torch.matmul(bc_weight, xs)  # (B, K, 2N, L)
+        dts, bc = self._project(xs)
         ys = selective_scan(
             xs.reshape(batch, K * dim, length),
             dts.reshape(batch, K * dim, length),
@@ -210,6 +213,21 @@ class SS2D(nn.Module):
         )
         merge = cross_merge if nd == 2 else cross_merge_3d
         return merge(ys.view(batch, K, dim, length), self.scan_pattern, tuple(sizes))
+
+    def _dt_weight(self, dtype: torch.dtype) -> torch.Tensor:
+        """dt_proj times the dt rows of x_proj: (K, D, D)."""
+        return torch.bmm(self.dt_projs_weight, self.x_proj_weight[:, : self.dt_rank]).to(dtype)
+
+    def _bc_weight(self, dtype: torch.dtype) -> torch.Tensor:
+        """The B rows, then the C rows of x_proj: (K, 2N, D)."""
+        return self.x_proj_weight[:, self.dt_rank:].to(dtype)
+
+    def _project(self, xs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Step sizes and B, C of every route: xs (B, K or 1, D, L) -> dts (B, K, D, L), bc (B, K, 2N, L)."""
+        if xs.device.type == "cuda":
+            return torch.matmul(self._dt_weight(xs.dtype), xs), torch.matmul(self._bc_weight(xs.dtype), xs)
+        x_dbl = torch.matmul(self.x_proj_weight.to(xs.dtype), xs)  # (B, K, R + 2N, L)
+        return torch.matmul(self.dt_projs_weight.to(xs.dtype), x_dbl[:, :, : self.dt_rank]), x_dbl[:, :, self.dt_rank:]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """"v05_noz": (B, C, *spatial) -> (B, C, *spatial); "v0": (B, *spatial, C) -> (B, *spatial, C)."""

@@ -27,9 +27,10 @@ With ``idx = scan_index(pattern, (H, W))`` and flat pixels p, route k scans
 "atrous" is a permutation of the (padded) map without duplication, so nothing is gained by
 fusing it; it is refused here (use ``cross_scan`` -> ``selective_scan`` -> ``cross_merge``).
 
-Backends: "triton" (CUDA; the GATHER mode of the ``scan.triton`` kernels, ``fused.triton``), "ref" / "torch" (any device;
-the unfused chain above built from ``cross_scan``, index gathers and ``selective_scan``), None =
-best available.
+Backends: "triton" (CUDA; the GATHER mode of the ``scan.triton`` kernels, ``fused.triton``), "numba"
+(CPU; without autograd the fused inference kernel of ``fused.numba_cpu``, with it the unfused chain on the
+numba scan), "ref" / "torch" (any device; the unfused chain above built from ``cross_scan``, index gathers
+and ``selective_scan``), None = best available.
 """
 from __future__ import annotations
 
@@ -110,8 +111,16 @@ def _scan(fn: str, x, delta, A, B, C, D, delta_bias, delta_softplus, pattern, ba
             _index_i32(pattern, sizes, x.device), D, delta_bias, delta_softplus, out_dtype=out_dtype,
             options=triton_options)
         return out.view(b, c, *sizes)
-    # unfused chain (also the oracle of the fused kernels)
     index = index_on(pattern, sizes, x.device)
+    if backend == "numba" and not (torch.is_grad_enabled() and any(
+            t.requires_grad for t in (x, delta, A, B, C, D, delta_bias) if isinstance(t, torch.Tensor))):
+        from .numba_cpu import selective_scan_routes_numba  # lazily: it imports numba
+
+        out = selective_scan_routes_numba(
+            x.reshape(b, c, length), delta.reshape(b, k, c, length), A, B.reshape(b, k, n, length),
+            C.reshape(b, k, n, length), index, D, delta_bias, delta_softplus)
+        return out.view(b, c, *sizes).to(out_dtype or x.dtype)
+    # unfused chain (also the oracle of the fused kernels)
     xs = cross_scan_3d(x, pattern) if rank == 5 else cross_scan(x, pattern)  # (b, K, c, L)
     ds = _to_scan_order(delta.reshape(b, k, c, length), index)
     Bs = _to_scan_order(B.reshape(b, k, n, length), index)
@@ -147,7 +156,8 @@ def selective_scan_2d(
         D, delta_bias: (K*c,) float32, a Python float (every channel) or None.
         delta_softplus: softplus(delta + delta_bias) as the step size.
         pattern: "cross4" (K 4), "bidi" (K 2) or "omni8" (K 8); "atrous" is refused (not fused).
-        backend: "triton" (fused CUDA kernels), "ref" / "torch" (unfused chain), None = best.
+        backend: "triton" (fused CUDA kernels), "numba" (CPU: fused without autograd, else the unfused
+            chain on the numba scan), "ref" / "torch" (unfused chain), None = best.
         out_dtype: dtype of the result (default x's).
         triton_options: how the fused Triton kernels run (``TritonScanOptions``: e.g. the merge
             scheme ``fused_atomic``; None = the defaults); the other backends do not read it.
