@@ -226,7 +226,11 @@ class SS2D(nn.Module):
         """Step sizes and B, C of every route: xs (B, K or 1, D, L) -> dts (B, K, D, L), bc (B, K, 2N, L)."""
         if xs.device.type == "cuda":
             return torch.matmul(self._dt_weight(xs.dtype), xs), torch.matmul(self._bc_weight(xs.dtype), xs)
-        x_dbl = torch.matmul(self.x_proj_weight.to(xs.dtype), xs)  # (B, K, R + 2N, L)
+        K, rows, dim = self.x_proj_weight.shape
+        if xs.shape[1] == 1:  # one GEMM for every route (matmul would copy x once per route to broadcast it)
+            x_dbl = torch.matmul(self.x_proj_weight.to(xs.dtype).view(K * rows, dim), xs[:, 0]).unflatten(1, (K, rows))
+        else:
+            x_dbl = torch.matmul(self.x_proj_weight.to(xs.dtype), xs)  # (B, K, R + 2N, L)
         return torch.matmul(self.dt_projs_weight.to(xs.dtype), x_dbl[:, :, : self.dt_rank]), x_dbl[:, :, self.dt_rank:]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
