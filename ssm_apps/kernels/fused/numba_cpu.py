@@ -11,12 +11,12 @@ With autograd the unfused chain (``cross_scan`` -> ``scan_numba`` -> ``cross_mer
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 from numba import njit, prange
+
+from ..scan.numba_cpu import step
 
 
 @njit(parallel=True, cache=True)
@@ -34,14 +34,8 @@ def _routes_forward(x, delta, A, B, C, D, index, out):  # pragma: no cover - com
                 h[j] = 0.0
             for t in range(length):
                 p = index[k, t]
-                d_t = delta[bi, k, ci, p]
                 u_t = x[bi, ci, p]
-                xb = d_t * u_t
-                acc = np.float32(0.0)
-                for j in range(n):
-                    h[j] = math.exp(d_t * A[row, j]) * h[j] + xb * B[bi, k, j, p]
-                    acc += h[j] * C[bi, k, j, p]
-                out[bi, ci, p] += acc + D[row] * u_t
+                out[bi, ci, p] += step(h, delta[bi, k, ci, p], u_t, A, row, B, C, bi, k, k, p) + D[row] * u_t
 
 
 def selective_scan_routes_numba(
