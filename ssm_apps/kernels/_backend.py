@@ -40,6 +40,11 @@ def numba_available() -> bool:
     return True
 
 
+def needs_autograd(*tensors: object) -> bool:
+    """True when autograd is recording and one of ``tensors`` (non-tensors ignored) requires a gradient."""
+    return torch.is_grad_enabled() and any(isinstance(t, torch.Tensor) and t.requires_grad for t in tensors)
+
+
 def pick_backend(fn: str, backend: object, device: torch.device, allowed: Sequence[str]) -> str:
     """The backend a call runs on.
 

@@ -33,6 +33,8 @@ from typing import Literal
 import torch
 from torch.autograd.function import once_differentiable
 
+from ..kernels import needs_autograd
+
 __all__ = ["NA_BACKENDS", "na2d_av", "na2d_qk", "na_window_start", "neighborhood_attention_2d"]
 
 NABackend = Literal["torch", "flex", "triton", "auto"]
@@ -330,7 +332,7 @@ def neighborhood_attention_2d(
         return _flex_na(q, k, v, kernel_size, rpb)
     if backend == "triton":
         _check_fused_inputs("neighborhood_attention_2d", q, k, v, kernel_size, rpb)
-        if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (q, k, v, rpb)):
+        if needs_autograd(q, k, v, rpb):
             return _NATritonFn.apply(q, k, v, rpb, kernel_size)
         from ..kernels.na import na2d_triton
 

@@ -141,7 +141,6 @@ def test_unfused_backends_against_oracle(case, backend):
     assert_all_close(out, grads, ref_out, ref_grads, torch.float32, what=backend)
 
 
-
 @pytest.mark.parametrize("case", TORCH_CASES, ids=lambda c: f"{c[4]}-n{c[3]}")
 def test_numba_fused_inference_against_oracle(case):
     """Without autograd the numba backend runs its fused kernel (routes read through the index map)."""
@@ -153,6 +152,7 @@ def test_numba_fused_inference_against_oracle(case):
     ref = scan_2d_oracle(**inp, delta_softplus=opt["softplus"], pattern=pattern)
     assert out.shape == (b, c, *sizes) and out.dtype == torch.float32
     torch.testing.assert_close(out.double(), ref, rtol=TOL[torch.float32][0], atol=TOL[torch.float32][1])
+
 
 def test_bf16_out_dtype_on_torch_backend():
     inp = make_inputs(1, 2, (3, 4), 2, "cross4", torch.bfloat16, seed=4)

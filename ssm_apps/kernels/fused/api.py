@@ -38,7 +38,7 @@ import functools
 
 import torch
 
-from .._backend import pick_backend
+from .._backend import needs_autograd, pick_backend
 from ..patterns import (
     PATTERNS_2D,
     PATTERNS_3D,
@@ -112,8 +112,7 @@ def _scan(fn: str, x, delta, A, B, C, D, delta_bias, delta_softplus, pattern, ba
             options=triton_options)
         return out.view(b, c, *sizes)
     index = index_on(pattern, sizes, x.device)
-    if backend == "numba" and not (torch.is_grad_enabled() and any(
-            t.requires_grad for t in (x, delta, A, B, C, D, delta_bias) if isinstance(t, torch.Tensor))):
+    if backend == "numba" and not needs_autograd(x, delta, A, B, C, D, delta_bias):
         from .numba_cpu import selective_scan_routes_numba  # lazily: it imports numba
 
         out = selective_scan_routes_numba(

@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from numba import njit, prange
 
-from ..scan.numba_cpu import step
+from ..scan.numba_cpu import step, step_sizes
 
 
 @njit(parallel=True, cache=True)
@@ -66,11 +65,7 @@ def selective_scan_routes_numba(
         (b, c, L) float32: the sum over routes of each route's output at the pixels it visits.
     """
     b, k, c, length = delta.shape
-    delta = delta.float()
-    if delta_bias is not None:
-        delta = delta + delta_bias.float().view(1, k, c, 1)
-    if delta_softplus:
-        delta = F.softplus(delta)
+    delta = step_sizes(delta.reshape(b, k * c, length), delta_bias, delta_softplus).view(b, k, c, length)
     D = torch.zeros(k * c) if D is None else D.float()
     arrays = [t.detach().float().contiguous().numpy() for t in (x, delta, A, B, C, D)]
     out = torch.zeros(b, c, length)

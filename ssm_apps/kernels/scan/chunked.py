@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 from torch.utils.checkpoint import checkpoint
 
+from .._backend import needs_autograd
 from .layout import grouped_bc
 
 DEFAULT_CHUNK = 64
@@ -79,7 +80,7 @@ def scan_chunked(
     A5 = A.reshape(1, groups, dim // groups, 1, d_state)
     step = choose_chunk(delta, A, chunk)
     # recomputing chunks in the backward pass only saves memory when there are several
-    recompute = step < length and torch.is_grad_enabled() and any(t.requires_grad for t in (u, delta, A, B, C))
+    recompute = step < length and needs_autograd(u, delta, A, B, C)
     n_chunks = -(-length // step)
 
     def chunks(x: torch.Tensor, dim: int) -> list[torch.Tensor]:

@@ -179,6 +179,15 @@ class _NumbaScan(torch.autograd.Function):
         return du, ddelta, dA.sum(0), _from_grouped(dBg, B), _from_grouped(dCg, C), dD.sum(0)
 
 
+def step_sizes(delta: torch.Tensor, delta_bias: torch.Tensor | None, delta_softplus: bool) -> torch.Tensor:
+    """The steps the kernels take, computed in torch (vectorised, with its autograd): (b, d, L) float32
+    ``delta + delta_bias[:, None]``, through softplus (threshold 20) when ``delta_softplus``."""
+    delta = delta.float()
+    if delta_bias is not None:
+        delta = delta + delta_bias.float()[:, None]
+    return F.softplus(delta) if delta_softplus else delta
+
+
 def scan_numba(
     u: torch.Tensor,
     delta: torch.Tensor,
@@ -207,10 +216,6 @@ def scan_numba(
     """
     dim = u.shape[1]
     D = torch.zeros(dim) if D is None else D.float().contiguous()
-    delta = delta.float()
-    if delta_bias is not None:
-        delta = delta + delta_bias.float()[:, None]
-    if delta_softplus:  # torch's vectorised softplus (threshold 20) and its autograd; the kernel takes the steps
-        delta = F.softplus(delta)
+    delta = step_sizes(delta, delta_bias, delta_softplus)
     u, delta, A = (t.float().contiguous() for t in (u, delta, A))
     return _NumbaScan.apply(u, delta, A, B.float(), C.float(), D)
