@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..convert import ConversionError, Rule, apply_rules, finish_conversion, unwrap_checkpoint
-from ..layers import BiMamba
+from ..layers import BiMamba, Dropout
 from ..training.checks import check_finite_output
 
 __all__ = ["SMamba", "SMambaLayer"]
@@ -40,7 +40,7 @@ class SMambaLayer(nn.Module):
         self.conv2 = nn.Conv1d(d_ff, d_model, kernel_size=1)
         self.norm1 = nn.LayerNorm(d_model)
         self.norm2 = nn.LayerNorm(d_model)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.activation = F.relu if activation == "relu" else F.gelu
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -85,7 +85,7 @@ class SMamba(nn.Module):
         self.lookback, self.horizon, self.use_norm = lookback, horizon, use_norm
         self.check_finite = check_finite
         self.embedding = nn.Linear(lookback, d_model)
-        self.embedding_dropout = nn.Dropout(dropout)
+        self.embedding_dropout = Dropout(dropout)
         self.layers = nn.ModuleList(
             SMambaLayer(d_model, d_ff, d_state, d_conv, expand, dropout, activation, scan_backend)
             for _ in range(e_layers)
