@@ -21,6 +21,10 @@ CASES = [
     (2, 4, 19, 3, ("constant", "constant")),
     (1, 8, 50, 5, ("constant", "grouped")),
     (2, 4, 131, 2, ("grouped", "shared")),
+    # wider than the numba kernels' 64-channel blocks: full and partial blocks, groups of 75 channels
+    # that start inside a block, per-channel B (constant) next to grouped C, several saved chunks
+    (2, 150, 70, 4, ("grouped", "shared")),
+    (1, 130, 66, 2, ("constant", "grouped")),
 ]
 
 
