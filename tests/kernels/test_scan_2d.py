@@ -141,7 +141,12 @@ def test_unfused_backends_against_oracle(case, backend):
     assert_all_close(out, grads, ref_out, ref_grads, torch.float32, what=backend)
 
 
-@pytest.mark.parametrize("case", TORCH_CASES, ids=lambda c: f"{c[4]}-n{c[3]}")
+# the fused numba kernel works on blocks of 64 channels: 150 channels = two full blocks and a partial one
+NUMBA_FUSED_CASES = [*TORCH_CASES, (2, 150, (5, 6), 2, "cross4", dict(softplus=True)),
+                     (1, 70, (2, 3, 4), 1, "tri6", dict(softplus=True))]
+
+
+@pytest.mark.parametrize("case", NUMBA_FUSED_CASES, ids=lambda c: f"{c[4]}-c{c[1]}-n{c[3]}")
 def test_numba_fused_inference_against_oracle(case):
     """Without autograd the numba backend runs its fused kernel (routes read through the index map)."""
     b, c, sizes, n, pattern, opt = case

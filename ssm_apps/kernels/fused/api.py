@@ -118,7 +118,7 @@ def _scan(fn: str, x, delta, A, B, C, D, delta_bias, delta_softplus, pattern, ba
         out = selective_scan_routes_numba(
             x.reshape(b, c, length), delta.reshape(b, k, c, length), A, B.reshape(b, k, n, length),
             C.reshape(b, k, n, length), index, D, delta_bias, delta_softplus)
-        return out.view(b, c, *sizes).to(out_dtype or x.dtype)
+        return out.reshape(b, c, *sizes).to(out_dtype or x.dtype)  # a view: channels-last strides
     # unfused chain (also the oracle of the fused kernels)
     xs = cross_scan_3d(x, pattern) if rank == 5 else cross_scan(x, pattern)  # (b, K, c, L)
     ds = _to_scan_order(delta.reshape(b, k, c, length), index)

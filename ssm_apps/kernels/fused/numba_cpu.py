@@ -1,54 +1,68 @@
 """Fused K-route selective scan for inference on the CPU, compiled with numba (the "numba" backend of
 ``selective_scan_2d`` / ``selective_scan_3d`` when no gradient is needed).
 
-One thread owns one (batch, channel) pair and runs the K routes of that channel one after the other,
-reading x, the step sizes and B, C through the pattern's index map (step t of route k visits pixel
-``index[k, t]``) and adding each step's output at the pixel it visits: no scanned copies of x, no
-gathers of delta / B / C into scan order and no scatter back (on the 2-core CPU those cost as much as
-the recurrence itself). The threads write disjoint channels of the output, so there are no races.
-The step-size bias and softplus run in torch before the kernel, as in ``scan.numba_cpu``.
+One thread owns one (batch, block of ``WIDTH`` channels) pair and runs the K routes of those channels
+one after the other, reading x, the step sizes and B, C through the pattern's index map (step t of
+route k visits pixel ``index[k, t]``) and adding each step's output at the pixel it visits: no scanned
+copies of x, no gathers of delta / B / C into scan order and no scatter back (on the 2-core CPU those
+cost as much as the recurrence itself). The channels are innermost (x, delta and the output
+pixel-major, one copy each way), so each step is a few vector instructions over the block with
+``scan.numba_cpu``'s vectorisable exp2; the output comes back as a channels-last view. The threads
+write disjoint channels of the output, so there are no races. The step-size bias and softplus run in
+torch before the kernel, as in ``scan.numba_cpu``.
 With autograd the unfused chain (``cross_scan`` -> ``scan_numba`` -> ``cross_merge``) runs instead.
 """
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import torch
 from numba import njit, prange
 
-from ..scan.numba_cpu import step_sizes
+from ..scan.numba_cpu import FASTMATH, LOG2E, WIDTH, exp2_rows, step_sizes
 
 
-@njit(inline="always", cache=True)
-def step(h, d_t, u_t, A, row, B, C, bi, jb, jc, t):  # pragma: no cover - compiled
-    """One step of the recurrence for one channel: h <- exp(d_t A[row]) h + d_t u_t B[bi, jb, :, t] in
-    place; returns C[bi, jc, :, t] . h (the skip is the caller's)."""
-    x = d_t * u_t
-    acc = np.float32(0.0)
-    for k in range(h.shape[0]):
-        h[k] = math.exp(d_t * A[row, k]) * h[k] + x * B[bi, jb, k, t]
-        acc += h[k] * C[bi, jc, k, t]
-    return acc
-
-
-@njit(parallel=True, cache=True)
-def _routes_forward(x, delta, A, B, C, D, index, out):  # pragma: no cover - compiled
-    bsz, dim, length = x.shape
+@njit(parallel=True, fastmath=FASTMATH, cache=True)
+def _routes_forward(x, delta, A2, B, C, D, index, out):  # pragma: no cover - compiled
+    """x, out: (b, L, c) pixels x channels; delta: (b, K, L, c); A2: (n, K*c) = A.T log2(e);
+    B, C: (b, K, n, L); D: (K*c,); index: (K, L)."""
+    bsz, length, dim = x.shape
     routes = index.shape[0]
-    n = A.shape[1]
-    for idx in prange(bsz * dim):
-        bi = idx // dim
-        ci = idx - bi * dim
-        h = np.empty(n, np.float32)
+    n = A2.shape[0]
+    n_blocks = (dim + WIDTH - 1) // WIDTH
+    for item in prange(bsz * n_blocks):
+        bi = item // n_blocks
+        c0 = (item - bi * n_blocks) * WIDTH
+        w = min(WIDTH, dim - c0)
+        h = np.empty((n, WIDTH), np.float32)
+        v = np.empty(WIDTH, np.float32)
+        p = np.empty(WIDTH, np.float32)
+        e = np.empty(WIDTH, np.int32)
+        two_m = e.view(np.float32)
+        xd = np.empty(WIDTH, np.float32)
+        acc = np.empty(WIDTH, np.float32)
         for k in range(routes):
-            row = k * dim + ci
-            for j in range(n):
-                h[j] = 0.0
+            r0 = k * dim + c0  # this block's rows of A and D
+            h[:, :w] = 0.0
+            D_r = D[r0:r0 + w]
             for t in range(length):
-                p = index[k, t]
-                u_t = x[bi, ci, p]
-                out[bi, ci, p] += step(h, delta[bi, k, ci, p], u_t, A, row, B, C, bi, k, k, p) + D[row] * u_t
+                px = index[k, t]
+                u_r = x[bi, px, c0:c0 + w]
+                d_r = delta[bi, k, px, c0:c0 + w]
+                for j in range(w):
+                    xd[j] = d_r[j] * u_r[j]
+                    acc[j] = D_r[j] * u_r[j]
+                for s in range(n):
+                    a2 = A2[s, r0:r0 + w]
+                    b_s, c_s = B[bi, k, s, px], C[bi, k, s, px]
+                    for j in range(w):
+                        v[j] = d_r[j] * a2[j]
+                    exp2_rows(v, p, e, w)
+                    for j in range(w):
+                        h[s, j] = p[j] * two_m[j] * h[s, j] + xd[j] * b_s
+                        acc[j] += h[s, j] * c_s
+                o_r = out[bi, px, c0:c0 + w]
+                for j in range(w):
+                    o_r[j] += acc[j]
 
 
 def selective_scan_routes_numba(
@@ -76,12 +90,16 @@ def selective_scan_routes_numba(
         delta_softplus: softplus of ``delta + delta_bias`` as the step size.
 
     Returns:
-        (b, c, L) float32: the sum over routes of each route's output at the pixels it visits.
+        (b, c, L) float32 (a transposed view of a (b, L, c) tensor): the sum over routes of each route's output at the pixels it visits.
     """
     b, k, c, length = delta.shape
     delta = step_sizes(delta.reshape(b, k * c, length), delta_bias, delta_softplus).view(b, k, c, length)
     D = torch.zeros(k * c) if D is None else D.float()
-    arrays = [t.detach().float().contiguous().numpy() for t in (x, delta, A, B, C, D)]
-    out = torch.zeros(b, c, length)
-    _routes_forward(*arrays, index.to(torch.int64).contiguous().numpy(), out.numpy())
-    return out
+    x_t = x.detach().float().transpose(1, 2).contiguous()  # (b, L, c): channels innermost, as the kernel loops
+    delta_t = delta.detach().transpose(2, 3).contiguous()  # (b, K, L, c)
+    A2 = (A.detach().float().t() * LOG2E).contiguous()
+    arrays = [t.detach().float().contiguous().numpy() for t in (B, C, D)]
+    out = torch.zeros(b, length, c)
+    _routes_forward(x_t.numpy(), delta_t.numpy(), A2.numpy(), *arrays, index.to(torch.int64).contiguous().numpy(),
+                    out.numpy())
+    return out.transpose(1, 2)
