@@ -191,7 +191,7 @@ class SS2D(nn.Module):
                 dts = dts.view(batch, *sizes, K, dim).permute(0, nd + 1, nd + 2, *range(1, nd + 1))
                 bc = torch.matmul(self._bc_weight(x.dtype).reshape(K * 2 * N, dim), x_flat)
             else:
-                dts, bc = self._project(x.reshape(batch, 1, dim, -1))
+                dts, bc = self._project(x.reshape(batch, 1, dim, -1), dt_pixel_major=True)
             fused = selective_scan_2d if nd == 2 else selective_scan_3d
             bc = bc.reshape(batch, K, 2 * N, *sizes)
             return fused(
@@ -222,8 +222,14 @@ class SS2D(nn.Module):
         """The B rows, then the C rows of x_proj: (K, 2N, D)."""
         return self.x_proj_weight[:, self.dt_rank:].to(dtype)
 
-    def _project(self, xs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Step sizes and B, C of every route: xs (B, K or 1, D, L) -> dts (B, K, D, L), bc (B, K, 2N, L)."""
+    def _project(self, xs: torch.Tensor, dt_pixel_major: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Step sizes and B, C of every route: xs (B, K or 1, D, L) -> dts (B, K, D, L), bc (B, K, 2N, L).
+
+        Args:
+            xs: the scanned (or, for the fused patterns, the per-pixel) map.
+            dt_pixel_major: off CUDA, dts as a view of (B, K, L, D) memory (the same GEMM with
+                transposed operands), the layout the fused numba kernel reads without a copy.
+        """
         if xs.device.type == "cuda":
             return torch.matmul(self._dt_weight(xs.dtype), xs), torch.matmul(self._bc_weight(xs.dtype), xs)
         K, rows, dim = self.x_proj_weight.shape
@@ -231,7 +237,11 @@ class SS2D(nn.Module):
             x_dbl = torch.matmul(self.x_proj_weight.to(xs.dtype).view(K * rows, dim), xs[:, 0]).unflatten(1, (K, rows))
         else:
             x_dbl = torch.matmul(self.x_proj_weight.to(xs.dtype), xs)  # (B, K, R + 2N, L)
-        return torch.matmul(self.dt_projs_weight.to(xs.dtype), x_dbl[:, :, : self.dt_rank]), x_dbl[:, :, self.dt_rank:]
+        dt_rows, bc = x_dbl[:, :, : self.dt_rank], x_dbl[:, :, self.dt_rank:]
+        weight = self.dt_projs_weight.to(xs.dtype)  # (K, D, R)
+        if dt_pixel_major:
+            return torch.matmul(dt_rows.transpose(-1, -2), weight.transpose(-1, -2)).transpose(-1, -2), bc
+        return torch.matmul(weight, dt_rows), bc
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """"v05_noz": (B, C, *spatial) -> (B, C, *spatial); "v0": (B, *spatial, C) -> (B, *spatial, C)."""

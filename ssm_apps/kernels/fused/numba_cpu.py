@@ -8,8 +8,8 @@ copies of x, no gathers of delta / B / C into scan order and no scatter back (on
 cost as much as the recurrence itself). The channels are innermost (x, delta and the output
 pixel-major, one copy each way), so each step is a few vector instructions over the block with
 ``scan.numba_cpu``'s vectorisable exp2; the output comes back as a channels-last view. The threads
-write disjoint channels of the output, so there are no races. The step-size bias and softplus run in
-torch before the kernel, as in ``scan.numba_cpu``.
+write disjoint channels of the output, so there are no races. The step-size bias and softplus run in the
+kernel too (``scan.numba_cpu.softplus_rows``): no pass over the (b, K, c, L) step sizes in torch.
 With autograd the unfused chain (``cross_scan`` -> ``scan_numba`` -> ``cross_merge``) runs instead.
 """
 from __future__ import annotations
@@ -18,13 +18,14 @@ import numpy as np
 import torch
 from numba import njit, prange
 
-from ..scan.numba_cpu import FASTMATH, LOG2E, WIDTH, exp2_rows, step_sizes
+from ..scan.numba_cpu import FASTMATH, LOG2E, WIDTH, exp2_rows, softplus_rows
 
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True)
-def _routes_forward(x, delta, A2, B, C, D, index, out):  # pragma: no cover - compiled
-    """x, out: (b, L, c) pixels x channels; delta: (b, K, L, c); A2: (n, K*c) = A.T log2(e);
-    B, C: (b, K, n, L); D: (K*c,); index: (K, L)."""
+def _routes_forward(x, delta, bias, softplus, A2, B, C, D, index, out):  # pragma: no cover - compiled
+    """x, out: (b, L, c) pixels x channels; delta: (b, K, L, c) raw step sizes, ``+ bias`` (K*c,) and
+    through softplus when ``softplus`` in the kernel; A2: (n, K*c) = A.T log2(e); B, C: (b, K, n, L);
+    D: (K*c,); index: (K, L)."""
     bsz, length, dim = x.shape
     routes = index.shape[0]
     n = A2.shape[0]
@@ -40,14 +41,23 @@ def _routes_forward(x, delta, A2, B, C, D, index, out):  # pragma: no cover - co
         two_m = e.view(np.float32)
         xd = np.empty(WIDTH, np.float32)
         acc = np.empty(WIDTH, np.float32)
+        raw = np.empty(WIDTH, np.float32)
+        d_r = np.empty(WIDTH, np.float32)
         for k in range(routes):
-            r0 = k * dim + c0  # this block's rows of A and D
+            r0 = k * dim + c0  # this block's rows of A, D and the bias
             h[:, :w] = 0.0
             D_r = D[r0:r0 + w]
+            bias_r = bias[r0:r0 + w]
             for t in range(length):
                 px = index[k, t]
                 u_r = x[bi, px, c0:c0 + w]
-                d_r = delta[bi, k, px, c0:c0 + w]
+                delta_r = delta[bi, k, px, c0:c0 + w]
+                for j in range(w):
+                    raw[j] = delta_r[j] + bias_r[j]
+                if softplus:
+                    softplus_rows(raw, d_r, v, p, e, w)
+                else:
+                    d_r[:w] = raw[:w]
                 for j in range(w):
                     xd[j] = d_r[j] * u_r[j]
                     acc[j] = D_r[j] * u_r[j]
@@ -93,13 +103,14 @@ def selective_scan_routes_numba(
         (b, c, L) float32 (a transposed view of a (b, L, c) tensor): the sum over routes of each route's output at the pixels it visits.
     """
     b, k, c, length = delta.shape
-    delta = step_sizes(delta.reshape(b, k * c, length), delta_bias, delta_softplus).view(b, k, c, length)
     D = torch.zeros(k * c) if D is None else D.float()
-    x_t = x.detach().float().transpose(1, 2).contiguous()  # (b, L, c): channels innermost, as the kernel loops
-    delta_t = delta.detach().transpose(2, 3).contiguous()  # (b, K, L, c)
+    bias = torch.zeros(k * c) if delta_bias is None else delta_bias.float()
+    # channels innermost, as the kernel loops (no copy where the caller made them pixel-major)
+    x_t = x.detach().float().transpose(1, 2).contiguous()  # (b, L, c)
+    delta_t = delta.detach().float().transpose(2, 3).contiguous()  # (b, K, L, c)
     A2 = (A.detach().float().t() * LOG2E).contiguous()
-    arrays = [t.detach().float().contiguous().numpy() for t in (B, C, D)]
+    B, C, D, bias = (t.detach().float().contiguous().numpy() for t in (B, C, D, bias))
     out = torch.zeros(b, length, c)
-    _routes_forward(x_t.numpy(), delta_t.numpy(), A2.numpy(), *arrays, index.to(torch.int64).contiguous().numpy(),
-                    out.numpy())
+    _routes_forward(x_t.numpy(), delta_t.numpy(), bias, bool(delta_softplus), A2.numpy(), B, C, D,
+                    index.to(torch.int64).contiguous().numpy(), out.numpy())
     return out.transpose(1, 2)
