@@ -4,7 +4,7 @@ Families, as mamba_ssm's ``ops/`` + ``ops/triton/``: ``scan`` (the 1-D selective
 kernels in ``scan.triton``), ``patterns`` (cross scan / merge in 2-D and 3-D), ``fused`` (the 2-D /
 3-D scan with the patterns fused in); ``_backend`` (backend selection, shared by all three).
 """
-from ._backend import needs_autograd, triton_available
+from ._backend import needs_autograd, tensor_cache, triton_available
 from .fused import (
     FUSED_PATTERNS_2D,
     FUSED_PATTERNS_3D,
@@ -27,5 +27,5 @@ from .scan.options import TritonScanOptions
 __all__ = [
     "BACKENDS", "PATTERNS_2D", "PATTERNS_3D", "cross_merge", "cross_merge_3d", "cross_scan", "cross_scan_3d",
     "FUSED_PATTERNS_2D", "FUSED_PATTERNS_3D", "default_backend", "scan_index", "scan_index_3d", "selective_scan",
-    "selective_scan_2d", "selective_scan_3d", "needs_autograd", "triton_available", "TritonScanOptions",
+    "selective_scan_2d", "selective_scan_3d", "needs_autograd", "tensor_cache", "triton_available", "TritonScanOptions",
 ]

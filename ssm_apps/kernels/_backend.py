@@ -6,10 +6,29 @@ runs; ``device_guard`` is the context every Triton host launch runs under.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import torch
+
+
+_F = TypeVar("_F", bound=Callable)
+
+
+def tensor_cache(maxsize: int = 256) -> Callable[[_F], _F]:
+    """``functools.lru_cache`` for functions that build tensors (index maps, masks), building them with
+    inference mode off: a tensor first made under ``torch.inference_mode`` is an inference tensor, and
+    autograd refuses to save it when a later training call gets it from the cache."""
+    def wrap(fn: _F) -> _F:
+        @functools.lru_cache(maxsize=maxsize)
+        @functools.wraps(fn)
+        def cached(*args):
+            with torch.inference_mode(False):
+                return fn(*args)
+        return cached  # type: ignore[return-value]
+    return wrap
 
 
 BACKEND_ENV = "SSM_APPS_SCAN_BACKEND"  # the default backend where a call passes backend=None

@@ -33,7 +33,7 @@ from typing import Literal
 import torch
 from torch.autograd.function import once_differentiable
 
-from ..kernels import needs_autograd
+from ..kernels import needs_autograd, tensor_cache
 
 __all__ = ["NA_BACKENDS", "na2d_av", "na2d_qk", "na_window_start", "neighborhood_attention_2d"]
 
@@ -62,7 +62,7 @@ def na_window_start(length: int, kernel_size: int, device: torch.device | None =
     return (idx - kernel_size // 2).clamp(min=0, max=length - kernel_size)
 
 
-@functools.lru_cache(maxsize=64)
+@tensor_cache(maxsize=64)
 def _indices(height: int, width: int, kernel_size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Flat key index (k, H*W, k) of neighbour (kh, q, kw), and the flat rpb index (H*W, k*k)."""
     k = kernel_size
@@ -192,7 +192,7 @@ def na2d_av(attn: torch.Tensor, v: torch.Tensor, kernel_size: int) -> torch.Tens
     return out.view(b, heads, height, width, d)
 
 
-@functools.lru_cache(maxsize=32)
+@tensor_cache(maxsize=32)
 def _block_mask(height: int, width: int, kernel_size: int, device: torch.device):
     from torch.nn.attention.flex_attention import create_block_mask
 

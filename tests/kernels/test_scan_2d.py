@@ -283,3 +283,15 @@ def test_triton_plain_scan_unchanged_by_gather_flags(kernels):
     out = selective_scan_triton(u, delta, A, B, C, delta_softplus=True, options=TritonScanOptions(checkpoint_steps=16))
     ref, _ = oracle_1d(u, delta, A, B, C, delta_softplus=True)
     torch.testing.assert_close(out.double(), ref, rtol=6e-4, atol=2e-3)
+
+
+def test_index_maps_cached_under_inference_mode_serve_a_later_training_call():
+    """The pattern maps are cached: one first built under torch.inference_mode must still be usable
+    by autograd afterwards (an inference tensor in the cache made the unfused chain raise)."""
+    inp = make_inputs(1, 2, (7, 9), 1, "cross4", torch.float32, seed=5)
+    with torch.inference_mode():
+        selective_scan_2d(**inp, delta_softplus=True, pattern="cross4", backend="numba")
+    leaves = {k: v.clone().requires_grad_() for k, v in inp.items() if v is not None}
+    out = selective_scan_2d(**leaves, delta_softplus=True, pattern="cross4", backend="torch")
+    out.sum().backward()
+    assert leaves["x"].grad is not None and torch.isfinite(leaves["x"].grad).all()

@@ -34,11 +34,9 @@ and ``selective_scan``), None = best available.
 """
 from __future__ import annotations
 
-import functools
-
 import torch
 
-from .._backend import needs_autograd, pick_backend
+from .._backend import needs_autograd, pick_backend, tensor_cache
 from ..patterns import (
     PATTERNS_2D,
     PATTERNS_3D,
@@ -59,7 +57,7 @@ FUSED_PATTERNS_2D: tuple[str, ...] = ("cross4", "bidi", "omni8")
 FUSED_PATTERNS_3D: tuple[str, ...] = ("tri6",)
 
 
-@functools.lru_cache(maxsize=64)
+@tensor_cache(maxsize=64)
 def _index_i32(pattern: str, sizes: tuple[int, ...], device: torch.device) -> torch.Tensor:
     """The pattern's (K, L) index map as int32 on ``device`` (cached; never handed out)."""
     return index_on(pattern, sizes, device).to(torch.int32).contiguous()

@@ -43,6 +43,7 @@ def _routes_forward(x, delta, bias, softplus, A2, B, C, D, index, out):  # pragm
         acc = np.empty(WIDTH, np.float32)
         raw = np.empty(WIDTH, np.float32)
         d_r = np.empty(WIDTH, np.float32)
+        sig = np.empty(WIDTH, np.float32)  # softplus' derivative, unused here
         for k in range(routes):
             r0 = k * dim + c0  # this block's rows of A, D and the bias
             h[:, :w] = 0.0
@@ -55,7 +56,7 @@ def _routes_forward(x, delta, bias, softplus, A2, B, C, D, index, out):  # pragm
                 for j in range(w):
                     raw[j] = delta_r[j] + bias_r[j]
                 if softplus:
-                    softplus_rows(raw, d_r, v, p, e, w)
+                    softplus_rows(raw, d_r, sig, v, p, e, w)
                 else:
                     d_r[:w] = raw[:w]
                 for j in range(w):

@@ -6,10 +6,11 @@ kernels package (callers could mutate the cached tensors); ``scan_index`` hands 
 """
 from __future__ import annotations
 
-import functools
 import math
 
 import torch
+
+from .._backend import tensor_cache
 
 PATTERNS_2D: dict[str, int] = {"cross4": 4, "bidi": 2, "omni8": 8, "atrous": 4}
 """2-D pattern name -> number of routes K."""
@@ -78,7 +79,7 @@ def _tri6(depth: int, height: int, width: int) -> torch.Tensor:
     return torch.cat([fwd, fwd.flip(-1)])
 
 
-@functools.lru_cache(maxsize=256)
+@tensor_cache(maxsize=256)
 def index_cpu(pattern: str, sizes: tuple[int, ...]) -> torch.Tensor:
     if pattern == "tri6":
         return _tri6(*sizes)
@@ -95,7 +96,7 @@ def index_cpu(pattern: str, sizes: tuple[int, ...]) -> torch.Tensor:
     return torch.stack(routes)
 
 
-@functools.lru_cache(maxsize=256)
+@tensor_cache(maxsize=256)
 def index_on(pattern: str, sizes: tuple[int, ...], device: torch.device) -> torch.Tensor:
     """The cached (K, L_k) map on ``device``; internal, never handed out (callers could mutate it)."""
     return index_cpu(pattern, sizes).to(device)
@@ -106,7 +107,7 @@ def grid_sizes(pattern: str, sizes: tuple[int, ...]) -> tuple[int, ...]:
     return padded_hw(pattern, *sizes) if len(sizes) == 2 else sizes
 
 
-@functools.lru_cache(maxsize=256)
+@tensor_cache(maxsize=256)
 def _route_maps_cpu(pattern: str, sizes: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
     index = index_cpu(pattern, sizes)  # (K, L) positions in the (padded) grid
     k, length = index.shape
@@ -123,7 +124,7 @@ def _route_maps_cpu(pattern: str, sizes: tuple[int, ...]) -> tuple[torch.Tensor,
     return src.to(torch.int32), inv.to(torch.int32).contiguous()
 
 
-@functools.lru_cache(maxsize=256)
+@tensor_cache(maxsize=256)
 def route_maps(pattern: str, sizes: tuple[int, ...], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """The index map in the form the fused kernels load: (src, inv), int32, contiguous, on ``device``.
 

@@ -77,9 +77,7 @@ def selective_scan(
     if backend == "numba":
         from .numba_cpu import scan_numba  # lazily: it imports numba
 
-        out, last_state = scan_numba(u, delta, A, B, C, D, delta_bias, delta_softplus)
-        if z is not None:
-            out = out * F.silu(z.float())
+        out, last_state = scan_numba(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
         out = out.to(out_dtype or dtype_in)
         return (out, last_state) if return_last_state else out
     u32 = u.float()

@@ -9,11 +9,13 @@ the kernel as 2**(delta * A log2(e)) by ``exp2_rows``: a degree-7 polynomial of 
 power of two built from its exponent bits, so it vectorises (numba's scalar ``math.exp`` does not;
 relative error under 4e-6 over the float32 range, inputs below -127 (in log2) give 0, NaN stays NaN).
 
-Memory stays O(b * d * n) beyond one (b, L, d) tensor of step sizes: ``delta + delta_bias`` and its
-softplus run in torch before the kernel. With autograd the forward pass also keeps the state at every
+The step-size bias and its softplus (``softplus_rows``), the D skip and the SiLU gate run inside the
+kernels too, so torch makes no pass over the (b, L, d) tensors around the scan. Memory stays
+O(b * d * n) beyond the inputs; with autograd the forward pass also keeps the state at every
 ``CHUNK``-th step (b * d * n * L / CHUNK floats); the backward pass walks the sequence in reverse,
-recomputes each chunk's states from its saved start (thread-local buffers of the chunk's states and
-decays) and accumulates the adjoints:
+recomputes each chunk's step sizes, states and decays from its saved start (thread-local buffers)
+and accumulates the adjoints (dy = dout * silu(z) with the gate; the gate's own gradient uses the
+recomputed output):
 
     g_t   = g_{t+1} * exp(delta_{t+1} A) + dy_t C_t          (adjoint of h_t, per state n)
     du_t  = sum_n g_t delta_t B_t          dC_t += dy_t h_t     dB_t += g_t delta_t u_t
@@ -27,7 +29,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from numba import njit, prange
 
 CHUNK = 64  # steps between saved states in the forward pass (backward recomputes within a chunk)
@@ -59,15 +60,17 @@ def exp2_rows(v, p, e, w):  # pragma: no cover - compiled
 
 
 @njit(inline="always", fastmath=FASTMATH, cache=True)
-def softplus_rows(x, out, v, p, e, w):  # pragma: no cover - compiled
-    """out[j] = softplus(x[j]) = max(x, 0) + log1p(exp(-|x|)) for j < w, vectorised: exp through
-    ``exp2_rows`` (v, p, e: its work rows), log1p(y) = 2 atanh(s) with s = y / (2 + y) in [0, 1/3]
-    by its series to s**13 (relative error ~1e-7, also for tiny y)."""
+def softplus_rows(x, out, sig, v, p, e, w):  # pragma: no cover - compiled
+    """out[j] = softplus(x[j]) = max(x, 0) + log1p(exp(-|x|)) and sig[j] = sigmoid(x[j]) (its
+    derivative) for j < w, vectorised: exp through ``exp2_rows`` (v, p, e: its work rows),
+    log1p(y) = 2 atanh(s) with s = y / (2 + y) in [0, 1/3] by its series to s**13 (relative error
+    ~1e-7, also for tiny y)."""
     for j in range(w):
         v[j] = -abs(x[j]) * np.float32(LOG2E)
     exp2_rows(v, p, e, w)
     two_m = e.view(np.float32)
     for j in range(w):
+        xj = x[j]
         y = p[j] * two_m[j]
         s = y / (np.float32(2.0) + y)
         s2 = s * s
@@ -78,7 +81,35 @@ def softplus_rows(x, out, v, p, e, w):  # pragma: no cover - compiled
         q = q * s2 + np.float32(1.0 / 5.0)
         q = q * s2 + np.float32(1.0 / 3.0)
         q = q * s2 + np.float32(1.0)
-        out[j] = max(x[j], np.float32(0.0)) + np.float32(2.0) * s * q
+        out[j] = max(xj, np.float32(0.0)) + np.float32(2.0) * s * q
+        r = np.float32(1.0) / (np.float32(1.0) + y)
+        sig[j] = r if xj >= np.float32(0.0) else y * r
+
+
+@njit(inline="always", fastmath=FASTMATH, cache=True)
+def sigmoid_rows(x, sig, v, p, e, w):  # pragma: no cover - compiled
+    """sig[j] = 1 / (1 + exp(-x[j])) for j < w (exp through ``exp2_rows``; Inf for very negative x
+    gives 0)."""
+    for j in range(w):
+        v[j] = -x[j] * np.float32(LOG2E)
+    exp2_rows(v, p, e, w)
+    two_m = e.view(np.float32)
+    for j in range(w):
+        sig[j] = np.float32(1.0) / (np.float32(1.0) + p[j] * two_m[j])
+
+
+@njit(inline="always", fastmath=FASTMATH, cache=True)
+def _step_rows(raw, bias_r, softplus, biased, d_r, sig, v, p, e, w):  # pragma: no cover - compiled
+    """The block's step sizes at one time step: d_r = softplus(raw + bias) (sig = its derivative) or
+    raw + bias (sig = 1); ``biased`` is a work row."""
+    if softplus:
+        for j in range(w):
+            biased[j] = raw[j] + bias_r[j]
+        softplus_rows(biased, d_r, sig, v, p, e, w)
+    else:
+        for j in range(w):
+            d_r[j] = raw[j] + bias_r[j]
+            sig[j] = 1.0
 
 
 @njit(inline="always", fastmath=FASTMATH, cache=True)
@@ -101,12 +132,14 @@ def _fill_rows(dst, X, bi, groups, one, t, w):  # pragma: no cover - compiled
 
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True)
-def _forward(u, delta, A2, B, C, D, y, h_last, saved, chunk):  # pragma: no cover - compiled
-    """u, delta, y: (b, L, d); A2: (n, d) = A.T log2(e); B, C: (b, g, n, L); saved: (b, chunks, n, d)."""
+def _forward(u, delta, bias, softplus, A2, B, C, D, z, y, h_last, saved, chunk):  # pragma: no cover - compiled
+    """u, delta (raw), z, y: (b, L, d); bias, D: (d,); A2: (n, d) = A.T log2(e); B, C: (b, g, n, L);
+    saved: (b, chunks, n, d). y = (scan + D u) * silu(z), z of shape (0, 0, 0) for no gate."""
     bsz, length, dim = u.shape
     n = A2.shape[0]
     per_b, per_c = dim // B.shape[1], dim // C.shape[1]
     save = saved.shape[1] > 0
+    gate = z.shape[0] > 0
     n_blocks = (dim + WIDTH - 1) // WIDTH
     for item in prange(bsz * n_blocks):
         bi = item // n_blocks
@@ -119,12 +152,15 @@ def _forward(u, delta, A2, B, C, D, y, h_last, saved, chunk):  # pragma: no cove
         p = np.empty(WIDTH, np.float32)
         e = np.empty(WIDTH, np.int32)
         two_m = e.view(np.float32)
+        biased = np.empty(WIDTH, np.float32)
+        d_r = np.empty(WIDTH, np.float32)
+        sig = np.empty(WIDTH, np.float32)
         x = np.empty(WIDTH, np.float32)
         acc = np.empty(WIDTH, np.float32)
         gb = np.empty(WIDTH, np.int64)
         gc = np.empty(WIDTH, np.int64)
         one_b, one_c = _groups_of(d0, w, per_b, gb), _groups_of(d0, w, per_c, gc)
-        D_r = D[d0:d0 + w]
+        D_r, bias_r = D[d0:d0 + w], bias[d0:d0 + w]
         for t in range(length):
             if save and t % chunk == 0:
                 for k in range(n):
@@ -132,7 +168,7 @@ def _forward(u, delta, A2, B, C, D, y, h_last, saved, chunk):  # pragma: no cove
             _fill_rows(bt, B, bi, gb, one_b, t, w)
             _fill_rows(ct, C, bi, gc, one_c, t, w)
             u_r = u[bi, t, d0:d0 + w]
-            d_r = delta[bi, t, d0:d0 + w]
+            _step_rows(delta[bi, t, d0:d0 + w], bias_r, softplus, biased, d_r, sig, v, p, e, w)
             for j in range(w):
                 x[j] = d_r[j] * u_r[j]
                 acc[j] = D_r[j] * u_r[j]
@@ -144,6 +180,11 @@ def _forward(u, delta, A2, B, C, D, y, h_last, saved, chunk):  # pragma: no cove
                 for j in range(w):
                     h[k, j] = p[j] * two_m[j] * h[k, j] + x[j] * bt[k, j]
                     acc[j] += h[k, j] * ct[k, j]
+            if gate:
+                z_r = z[bi, t, d0:d0 + w]
+                sigmoid_rows(z_r, sig, v, p, e, w)
+                for j in range(w):
+                    acc[j] *= z_r[j] * sig[j]
             y[bi, t, d0:d0 + w] = acc[:w]
         for k in range(n):
             for j in range(w):
@@ -151,30 +192,38 @@ def _forward(u, delta, A2, B, C, D, y, h_last, saved, chunk):  # pragma: no cove
 
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True)
-def _backward(u, delta, A, A2, B, C, D, saved, dy, dh_last, chunk,
-              du, ddelta, dA, dB, dC, dD):  # pragma: no cover - compiled
-    """Layouts as ``_forward``; A: (n, d); dy, du, ddelta: (b, L, d); dB, dC: (b, groups, n, L) zeroed."""
+def _backward(u, delta, bias, softplus, A, A2, B, C, D, z, saved, dout, dh_last, chunk,
+              du, ddelta, dA, dB, dC, dD, dz, dbias):  # pragma: no cover - compiled
+    """Layouts as ``_forward``; A: (n, d); dout, du, ddelta (of the raw steps), dz: (b, L, d);
+    dB, dC: (b, groups, n, L) zeroed; dA (b, d, n), dD, dbias (b, d): per batch element."""
     bsz, length, dim = u.shape
     n = A.shape[0]
     groups = dB.shape[1]
     per_g = dim // groups
     per_b, per_c = dim // B.shape[1], dim // C.shape[1]
     n_chunks = saved.shape[1]
+    gate = z.shape[0] > 0
     for item in prange(bsz * groups):
         bi = item // groups
         gi = item - bi * groups
         hs = np.empty((chunk + 1, n, WIDTH), np.float32)  # hs[s] = h_{t0 + s - 1}
         decay = np.empty((chunk, n, WIDTH), np.float32)  # exp(delta_t A) of the chunk, from the recompute
+        steps = np.empty((chunk, WIDTH), np.float32)  # delta_t of the chunk
+        slopes = np.empty((chunk, WIDTH), np.float32)  # d delta_t / d raw_t
         g = np.empty((n, WIDTH), np.float32)
         dA_acc = np.empty((n, WIDTH), np.float32)
         dD_acc = np.empty(WIDTH, np.float32)
+        dbias_acc = np.empty(WIDTH, np.float32)
         bt = np.empty((n, WIDTH), np.float32)
         ct = np.empty((n, WIDTH), np.float32)
         v = np.empty(WIDTH, np.float32)
         p = np.empty(WIDTH, np.float32)
         e = np.empty(WIDTH, np.int32)
         two_m = e.view(np.float32)
+        biased = np.empty(WIDTH, np.float32)
         x = np.empty(WIDTH, np.float32)
+        dy_r = np.empty(WIDTH, np.float32)
+        sz = np.empty(WIDTH, np.float32)
         du_r = np.empty(WIDTH, np.float32)
         ddt_r = np.empty(WIDTH, np.float32)
         prod_b = np.empty(WIDTH, np.float32)
@@ -189,17 +238,19 @@ def _backward(u, delta, A, A2, B, C, D, saved, dy, dh_last, chunk,
                     g[k, j] = dh_last[bi, d0 + j, k]
                     dA_acc[k, j] = 0.0
             dD_acc[:w] = 0.0
-            D_r = D[d0:d0 + w]
+            dbias_acc[:w] = 0.0
+            D_r, bias_r = D[d0:d0 + w], bias[d0:d0 + w]
             for c in range(n_chunks - 1, -1, -1):
                 t0 = c * chunk
                 t1 = min(length, t0 + chunk)
                 for k in range(n):
                     hs[0, k, :w] = saved[bi, c, k, d0:d0 + w]
-                for t in range(t0, t1):  # recompute the chunk's states and decays
+                for t in range(t0, t1):  # recompute the chunk's steps, states and decays
                     s = t - t0
                     _fill_rows(bt, B, bi, gb, one_b, t, w)
                     u_r = u[bi, t, d0:d0 + w]
-                    d_r = delta[bi, t, d0:d0 + w]
+                    d_r = steps[s]
+                    _step_rows(delta[bi, t, d0:d0 + w], bias_r, softplus, biased, d_r, slopes[s], v, p, e, w)
                     for j in range(w):
                         x[j] = d_r[j] * u_r[j]
                     for k in range(n):
@@ -216,8 +267,22 @@ def _backward(u, delta, A, A2, B, C, D, saved, dy, dh_last, chunk,
                     _fill_rows(bt, B, bi, gb, one_b, t, w)
                     _fill_rows(ct, C, bi, gc, one_c, t, w)
                     u_r = u[bi, t, d0:d0 + w]
-                    d_r = delta[bi, t, d0:d0 + w]
-                    dy_r = dy[bi, t, d0:d0 + w]
+                    d_r = steps[s]
+                    dout_r = dout[bi, t, d0:d0 + w]
+                    if gate:  # out = core * silu(z): dcore = dout silu(z), dz = dout core silu'(z)
+                        z_r = z[bi, t, d0:d0 + w]
+                        sigmoid_rows(z_r, sz, v, p, e, w)
+                        for j in range(w):
+                            x[j] = D_r[j] * u_r[j]  # the core output, recomputed
+                        for k in range(n):
+                            for j in range(w):
+                                x[j] += hs[s + 1, k, j] * ct[k, j]
+                        dz_r = dz[bi, t, d0:d0 + w]
+                        for j in range(w):
+                            dy_r[j] = dout_r[j] * z_r[j] * sz[j]
+                            dz_r[j] = dout_r[j] * x[j] * sz[j] * (np.float32(1.0) + z_r[j] * (np.float32(1.0) - sz[j]))
+                    else:
+                        dy_r[:w] = dout_r[:w]
                     for j in range(w):
                         dD_acc[j] += dy_r[j] * u_r[j]
                         du_r[j] = dy_r[j] * D_r[j]
@@ -241,12 +306,17 @@ def _backward(u, delta, A, A2, B, C, D, saved, dy, dh_last, chunk,
                             sum_c += prod_c[j]
                         dB[bi, gi, k, t] += sum_b
                         dC[bi, gi, k, t] += sum_c
+                    slope = slopes[s]
+                    for j in range(w):
+                        ddt_r[j] *= slope[j]
+                        dbias_acc[j] += ddt_r[j]
                     du[bi, t, d0:d0 + w] = du_r[:w]
                     ddelta[bi, t, d0:d0 + w] = ddt_r[:w]
             for k in range(n):
                 for j in range(w):
                     dA[bi, d0 + j, k] = dA_acc[k, j]
             dD[bi, d0:d0 + w] = dD_acc[:w]
+            dbias[bi, d0:d0 + w] = dbias_acc[:w]
 
 
 def _as_grouped(X: torch.Tensor, batch: int, length: int) -> torch.Tensor:
@@ -283,49 +353,45 @@ def _token_major(t: torch.Tensor) -> torch.Tensor:
 
 
 class _NumbaScan(torch.autograd.Function):
-    """The recurrence over given step sizes (bias and softplus are applied before, by torch)."""
+    """The scan with the step-size bias, softplus, skip and gate inside the kernels."""
 
     @staticmethod
-    def forward(ctx, u, delta, A, B, C, D):  # type: ignore[override]
+    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, softplus):  # type: ignore[override]
         batch, dim, length = u.shape
         u_t, delta_t = _token_major(u), _token_major(delta)
+        z_t = torch.empty(0, 0, 0) if z is None else _token_major(z)  # (0, 0, 0): no gate
+        bias = torch.zeros(dim) if delta_bias is None else delta_bias.float().contiguous()
         A2 = (A.t() * LOG2E).contiguous()
         Bg, Cg = _as_grouped(B, batch, length), _as_grouped(C, batch, length)
         needs_grad = any(ctx.needs_input_grad)
         n = A.shape[1]
         saved = _empty(batch, -(-length // CHUNK) if needs_grad else 0, n, dim)
         y_t, h_last = _empty(batch, length, dim), _empty(batch, dim, n)
-        _forward(_np(u_t), _np(delta_t), _np(A2), _np(Bg), _np(Cg), _np(D), y_t.numpy(), h_last.numpy(),
-                 saved.numpy(), CHUNK)
-        ctx.save_for_backward(u_t, delta_t, A, A2, B, C, D, saved)
+        _forward(_np(u_t), _np(delta_t), _np(bias), softplus, _np(A2), _np(Bg), _np(Cg), _np(D), _np(z_t),
+                 y_t.numpy(), h_last.numpy(), saved.numpy(), CHUNK)
+        ctx.save_for_backward(u_t, delta_t, z_t, bias, A, A2, B, C, D, saved)
+        ctx.softplus = softplus
         return y_t.transpose(1, 2), h_last
 
     @staticmethod
-    def backward(ctx, dy, dh_last):  # type: ignore[override]
-        u_t, delta_t, A, A2, B, C, D, saved = ctx.saved_tensors
+    def backward(ctx, dout, dh_last):  # type: ignore[override]
+        u_t, delta_t, z_t, bias, A, A2, B, C, D, saved = ctx.saved_tensors
         batch, length, dim = u_t.shape
         Bg, Cg = _as_grouped(B, batch, length), _as_grouped(C, batch, length)
         groups = max(Bg.shape[1], Cg.shape[1])
         n = A.shape[1]
-        dy_t = _empty(batch, length, dim, zero=True) if dy is None else _token_major(dy)
+        dout_t = _empty(batch, length, dim, zero=True) if dout is None else _token_major(dout)
         dh_last = _empty(batch, dim, n, zero=True) if dh_last is None else dh_last.float().contiguous()
-        du_t, ddelta_t, dA = _empty(batch, length, dim), _empty(batch, length, dim), _empty(batch, dim, n)
-        dD = _empty(batch, dim)
+        du_t, ddelta_t, dz_t = _empty(batch, length, dim), _empty(batch, length, dim), torch.empty_like(z_t)
+        dA, dD, dbias = _empty(batch, dim, n), _empty(batch, dim), _empty(batch, dim)
         dBg, dCg = _empty(batch, groups, n, length, zero=True), _empty(batch, groups, n, length, zero=True)
-        _backward(_np(u_t), _np(delta_t), _np(A.t().contiguous()), _np(A2), _np(Bg), _np(Cg), _np(D),
-                  saved.numpy(), dy_t.numpy(), dh_last.numpy(), CHUNK, du_t.numpy(), ddelta_t.numpy(), dA.numpy(),
-                  dBg.numpy(), dCg.numpy(), dD.numpy())
+        _backward(_np(u_t), _np(delta_t), _np(bias), ctx.softplus, _np(A.t().contiguous()), _np(A2), _np(Bg),
+                  _np(Cg), _np(D), _np(z_t), saved.numpy(), dout_t.numpy(), dh_last.numpy(), CHUNK, du_t.numpy(),
+                  ddelta_t.numpy(), dA.numpy(), dBg.numpy(), dCg.numpy(), dD.numpy(), dz_t.numpy(), dbias.numpy())
+        gate = z_t.numel() > 0
         return (du_t.transpose(1, 2), ddelta_t.transpose(1, 2), dA.sum(0), _from_grouped(dBg, B),
-                _from_grouped(dCg, C), dD.sum(0))
-
-
-def step_sizes(delta: torch.Tensor, delta_bias: torch.Tensor | None, delta_softplus: bool) -> torch.Tensor:
-    """The steps the kernels take, computed in torch (vectorised, with its autograd): (b, d, L) float32
-    ``delta + delta_bias[:, None]``, through softplus (threshold 20) when ``delta_softplus``."""
-    delta = delta.float()
-    if delta_bias is not None:
-        delta = delta + delta_bias.float()[:, None]
-    return F.softplus(delta) if delta_softplus else delta
+                _from_grouped(dCg, C), dD.sum(0), dz_t.transpose(1, 2) if gate else None,
+                dbias.sum(0) if ctx.needs_input_grad[7] else None, None)
 
 
 def scan_numba(
@@ -335,26 +401,28 @@ def scan_numba(
     B: torch.Tensor,
     C: torch.Tensor,
     D: torch.Tensor | None = None,
+    z: torch.Tensor | None = None,
     delta_bias: torch.Tensor | None = None,
     delta_softplus: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The scan with the skip fused in (no gate); the step-size bias and softplus run in torch before it
-    (vectorised there: in the kernel they were two of the three scalar transcendental calls per step).
+    """The whole selective scan in the kernels: step-size bias and softplus, recurrence, skip and gate.
 
     Args:
-        u: (b, d, L) float32 CPU input.
-        delta: (b, d, L) float32 raw step sizes.
-        A: (d, n) float32.
+        u: (b, d, L) CPU input (any float dtype; float32 arithmetic).
+        delta: (b, d, L) raw step sizes.
+        A: (d, n).
         B: any accepted layout (constant (d, n), shared (b, n, L), grouped (b, g, n, L)).
         C: as B.
-        D: (d,) float32 skip weight, or None.
-        delta_bias: (d,) float32, or None.
-        delta_softplus: softplus of ``delta + delta_bias``.
+        D: (d,) skip weight, or None.
+        z: (b, d, L) gate, or None.
+        delta_bias: (d,), or None.
+        delta_softplus: softplus of ``delta + delta_bias`` as the step size.
 
     Returns:
-        ``y + D * u`` (b, d, L) float32 and the last state (b, d, n) float32.
+        ``(y + D * u) * silu(z)`` (b, d, L) float32 (a transposed view of (b, L, d) memory) and the
+        last state (b, d, n) float32.
     """
     dim = u.shape[1]
     D = torch.zeros(dim) if D is None else D.float().contiguous()
-    delta = step_sizes(delta, delta_bias, delta_softplus)
-    return _NumbaScan.apply(u.float(), delta, A.float().contiguous(), B.float(), C.float(), D)
+    return _NumbaScan.apply(u.float(), delta.float(), A.float().contiguous(), B.float(), C.float(), D,
+                            None if z is None else z.float(), delta_bias, bool(delta_softplus))
