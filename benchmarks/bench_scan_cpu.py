@@ -2,6 +2,11 @@
 
     python benchmarks/bench_scan_cpu.py [--lengths 256 1024 4096 16384] [--repeats 3] [--out FILE.json]
     python benchmarks/bench_scan_cpu.py --quick      # seconds: L = 64 and 256, one repeat
+    python benchmarks/bench_scan_cpu.py --lengths 256 1024 --inductor   # + torch.compile's C++ code (minutes)
+
+``--inductor`` adds the other compiled candidate: the chunked scan with its softplus / D / gate
+prologue and epilogue compiled by ``torch.compile`` (inductor's C++ code generation on the CPU; static
+shapes); its first call, the compilation, is reported as ``compile_s`` and not timed.
 
 Mamba-like inputs: b=2, d=64, n=16, B/C shared (b, n, L), D, z, delta_bias with softplus
 (softplus(delta_bias) log-uniform in [1e-3, 1e-1] as Mamba initialises it), A = -[1..n].
@@ -14,6 +19,7 @@ meaningful as ratios within one run.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import platform
@@ -52,14 +58,20 @@ def measure_one(backend: str, length: int, mode: str, repeats: int) -> dict:
         delta_bias=dt + torch.log(-torch.expm1(-dt)),
     )
 
+    scan = _inductor_chain() if backend == "inductor" else functools.partial(
+        selective_scan, delta_softplus=True, backend=backend)
+
     def run() -> None:
         with torch.set_grad_enabled(grad):
-            out = selective_scan(**inputs, delta_softplus=True, backend=backend)
+            out = scan(**inputs)
             if grad:
                 out.sum().backward()
 
-    if backend == "numba":
+    compile_s = 0.0
+    if backend in ("numba", "inductor"):
+        t0 = time.perf_counter()
         run()  # compile / load the kernels outside the timing
+        compile_s = time.perf_counter() - t0
     base = _rss_mb()
     times = []
     for _ in range(repeats):
@@ -68,8 +80,23 @@ def measure_one(backend: str, length: int, mode: str, repeats: int) -> dict:
         times.append(time.perf_counter() - t0)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"backend": backend, "L": length, "pass": mode, "median_ms": 1e3 * statistics.median(times),
-            "peak_extra_mb": max(0.0, peak - base),
+            "peak_extra_mb": max(0.0, peak - base), "compile_s": compile_s,
             "repeats": repeats}
+
+
+def _inductor_chain():
+    """The chunked backend's computation (softplus(delta + bias), scan, + D u, * silu(z)) compiled by
+    inductor; ``selective_scan`` itself is opaque to ``torch.compile``, so the chain calls the chunked scan."""
+    import torch
+    import torch.nn.functional as F
+
+    from ssm_apps.kernels.scan.chunked import scan_chunked
+
+    def chain(u, delta, A, B, C, D, z, delta_bias):
+        y, _ = scan_chunked(u, F.softplus(delta + delta_bias[:, None]), A, B, C)
+        return (y + D[:, None] * u) * F.silu(z)
+
+    return torch.compile(chain, dynamic=False)
 
 
 def main() -> None:
@@ -78,6 +105,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=None, help="default 3")
     p.add_argument("--quick", action="store_true", help="a seconds-long check: L = 64 and 256, one repeat")
     p.add_argument("--out", type=Path, default=RESULTS, help=f"JSON path (default {RESULTS})")
+    p.add_argument("--inductor", action="store_true", help="also time the torch.compile'd chunked scan (slow to compile)")
     p.add_argument("--one", nargs=3, metavar=("BACKEND", "L", "PASS"), help=argparse.SUPPRESS)
     args = p.parse_args()
     args.lengths = args.lengths or ([64, 256] if args.quick else [256, 1024, 4096, 16384])
@@ -85,10 +113,11 @@ def main() -> None:
     if args.one:
         print(json.dumps(measure_one(args.one[0], int(args.one[1]), args.one[2], args.repeats)))
         return
+    backends = ("ref", "torch", "numba") + (("inductor",) if args.inductor else ())
     rows = []
     for length in args.lengths:
         for mode in ("fwd", "fwd+bwd"):
-            for backend in ("ref", "torch", "numba"):
+            for backend in backends:
                 reps = args.repeats if backend != "ref" or length <= 4096 else 1
                 out = subprocess.run([sys.executable, __file__, "--one", backend, str(length), mode,
                                       "--repeats", str(reps)], check=True, capture_output=True, text=True)
@@ -108,6 +137,11 @@ def main() -> None:
             print(f"{length:>6} {mode:>8} | {ref['median_ms']:9.1f} {tor['median_ms']:9.1f} {nb['median_ms']:9.1f} "
                   f"{ratio:8.1f}x {nb_ratio:10.1f}x | {ref['peak_extra_mb']:7.0f} {tor['peak_extra_mb']:8.0f} "
                   f"{nb['peak_extra_mb']:8.0f}")
+            if args.inductor:
+                ind = by[("inductor", length, mode)]
+                summary[-1]["numba_vs_inductor"] = ind["median_ms"] / nb["median_ms"]
+                print(f"{'':>6} {'':>8}   inductor {ind['median_ms']:.1f} ms (compiled in {ind['compile_s']:.0f} s): "
+                      f"numba {summary[-1]['numba_vs_inductor']:.1f}x faster")
     import torch
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
