@@ -1,7 +1,8 @@
 """Backend selection shared by every kernel family: one Triton check, one interpreter check.
 
 ``pick_backend`` is the only place that turns a user's ``backend=`` argument into the backend that
-runs; ``device_guard`` is the context every Triton host launch runs under.
+runs; ``device_guard`` is the context every Triton host launch runs under; ``tensor_cache`` is the
+one cache for the tensors the kernel families build per shape (index maps, masks).
 """
 from __future__ import annotations
 

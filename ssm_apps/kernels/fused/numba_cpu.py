@@ -9,7 +9,7 @@ cost as much as the recurrence itself). The channels are innermost (x, delta and
 pixel-major, one copy each way), so each step is a few vector instructions over the block with
 ``scan.numba_cpu``'s vectorisable exp2; the output comes back as a channels-last view. The threads
 write disjoint channels of the output, so there are no races. The step-size bias and softplus run in the
-kernel too (``scan.numba_cpu.softplus_rows``): no pass over the (b, K, c, L) step sizes in torch.
+kernel too (``scan.numba_cpu.step_rows``, shared with the plain scan): no pass over the (b, K, c, L) step sizes in torch.
 With autograd the unfused chain (``cross_scan`` -> ``scan_numba`` -> ``cross_merge``) runs instead.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from numba import njit, prange
 
-from ..scan.numba_cpu import FASTMATH, LOG2E, WIDTH, exp2_rows, softplus_rows
+from ..scan.numba_cpu import FASTMATH, LOG2E, WIDTH, exp2_rows, step_rows
 
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True)
@@ -43,7 +43,7 @@ def _routes_forward(x, delta, bias, softplus, A2, B, C, D, index, out):  # pragm
         acc = np.empty(WIDTH, np.float32)
         raw = np.empty(WIDTH, np.float32)
         d_r = np.empty(WIDTH, np.float32)
-        sig = np.empty(WIDTH, np.float32)  # softplus' derivative, unused here
+        sig = np.empty(WIDTH, np.float32)  # the steps' derivative, unused here
         for k in range(routes):
             r0 = k * dim + c0  # this block's rows of A, D and the bias
             h[:, :w] = 0.0
@@ -53,12 +53,7 @@ def _routes_forward(x, delta, bias, softplus, A2, B, C, D, index, out):  # pragm
                 px = index[k, t]
                 u_r = x[bi, px, c0:c0 + w]
                 delta_r = delta[bi, k, px, c0:c0 + w]
-                for j in range(w):
-                    raw[j] = delta_r[j] + bias_r[j]
-                if softplus:
-                    softplus_rows(raw, d_r, sig, v, p, e, w)
-                else:
-                    d_r[:w] = raw[:w]
+                step_rows(delta_r, bias_r, softplus, raw, d_r, sig, v, p, e, w)
                 for j in range(w):
                     xd[j] = d_r[j] * u_r[j]
                     acc[j] = D_r[j] * u_r[j]

@@ -99,7 +99,7 @@ def sigmoid_rows(x, sig, v, p, e, w):  # pragma: no cover - compiled
 
 
 @njit(inline="always", fastmath=FASTMATH, cache=True)
-def _step_rows(raw, bias_r, softplus, biased, d_r, sig, v, p, e, w):  # pragma: no cover - compiled
+def step_rows(raw, bias_r, softplus, biased, d_r, sig, v, p, e, w):  # pragma: no cover - compiled
     """The block's step sizes at one time step: d_r = softplus(raw + bias) (sig = its derivative) or
     raw + bias (sig = 1); ``biased`` is a work row."""
     if softplus:
@@ -168,7 +168,7 @@ def _forward(u, delta, bias, softplus, A2, B, C, D, z, y, h_last, saved, chunk):
             _fill_rows(bt, B, bi, gb, one_b, t, w)
             _fill_rows(ct, C, bi, gc, one_c, t, w)
             u_r = u[bi, t, d0:d0 + w]
-            _step_rows(delta[bi, t, d0:d0 + w], bias_r, softplus, biased, d_r, sig, v, p, e, w)
+            step_rows(delta[bi, t, d0:d0 + w], bias_r, softplus, biased, d_r, sig, v, p, e, w)
             for j in range(w):
                 x[j] = d_r[j] * u_r[j]
                 acc[j] = D_r[j] * u_r[j]
@@ -250,7 +250,7 @@ def _backward(u, delta, bias, softplus, A, A2, B, C, D, z, saved, dout, dh_last,
                     _fill_rows(bt, B, bi, gb, one_b, t, w)
                     u_r = u[bi, t, d0:d0 + w]
                     d_r = steps[s]
-                    _step_rows(delta[bi, t, d0:d0 + w], bias_r, softplus, biased, d_r, slopes[s], v, p, e, w)
+                    step_rows(delta[bi, t, d0:d0 + w], bias_r, softplus, biased, d_r, slopes[s], v, p, e, w)
                     for j in range(w):
                         x[j] = d_r[j] * u_r[j]
                     for k in range(n):
