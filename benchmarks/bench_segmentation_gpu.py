@@ -11,7 +11,9 @@ channels-first), in this order
 backend of ``--na-backends`` (the fused Triton forward "triton", the PyTorch gathers "torch"), the NA check, the module profile, then SegMAN with the compiled ``flex_attention`` NA
 (its compilations per shape take minutes). Each row: forward (inference, no grad) and forward+backward (train
 mode) time, peak memory and img/s; with ``--cuda-graph`` also inference replayed from one CUDA graph (or what
-stopped its capture). The 2x target is checked on the best 512x512 batch, eager and graphed. Also:
+stopped its capture); with ``--compile`` also inference through ``torch.compile`` (inductor; the NA and scan
+kernels as graph breaks), with ``--cuda-graph`` replayed from a graph too. The 2x target is checked on the best
+512x512 batch, mode against the same mode (eager, graphed, compiled, compiled + graphed). Also:
 
 * NA check and micro-benchmark: every NA backend (``--na-backends``, + flex) on SegMAN-S stage shapes against the
   PyTorch NA in float64 (output and every gradient), forward and forward+backward times.
@@ -36,6 +38,7 @@ import json
 import math
 import re
 import sys
+import time
 import traceback
 from pathlib import Path
 
@@ -97,7 +100,30 @@ def graphed_forward_seconds(model, x, warmup, iters) -> float:
     return mean_seconds(graph.replay, "cuda", warmup, iters)
 
 
-def bench_model(model, x, device, warmup, iters, cuda_graph: bool = False) -> dict:
+def compiled_inference(model, x, device, warmup, iters, cuda_graph: bool) -> dict:
+    """Inference through ``torch.compile(model)`` (inductor, default mode; the scan and NA kernels run as
+    graph breaks): compile seconds, ms / img/s eager-compiled and (``cuda_graph``) replayed from a CUDA graph,
+    and the largest difference to the eager output relative to its largest value."""
+    out = {}
+    compiled = torch.compile(model, dynamic=False)
+    with torch.no_grad(), autocast(device):
+        reference = model(x).float()
+        start = time.perf_counter()
+        got = compiled(x).float()
+        out["compile_s"] = time.perf_counter() - start
+        out["compiled_rel_err"] = ((got - reference).abs().max() / reference.abs().max()).item()
+        t = mean_seconds(lambda: compiled(x), device, warmup, iters)
+    out["compiled_fwd_ms"], out["compiled_fwd_img_s"] = t * 1e3, x.shape[0] / t
+    if cuda_graph and device == "cuda":
+        try:
+            t = graphed_forward_seconds(compiled, x, warmup, iters)
+            out["compiled_graph_fwd_ms"], out["compiled_graph_fwd_img_s"] = t * 1e3, x.shape[0] / t
+        except Exception as e:  # noqa: BLE001  (reported in the row: what stops the capture)
+            out["compiled_graph_error"] = f"{type(e).__name__}: {e}"[:200]
+    return out
+
+
+def bench_model(model, x, device, warmup, iters, cuda_graph: bool = False, compile_: bool = False) -> dict:
     out = {}
     model.eval()
     if device == "cuda":
@@ -113,6 +139,11 @@ def bench_model(model, x, device, warmup, iters, cuda_graph: bool = False) -> di
             out["graph_fwd_ms"], out["graph_fwd_img_s"] = t * 1e3, x.shape[0] / t
         except Exception as e:  # noqa: BLE001  (reported in the row: what stops the capture)
             out["graph_error"] = f"{type(e).__name__}: {e}"[:200]
+    if compile_:
+        try:
+            out.update(compiled_inference(model, x, device, warmup, iters, cuda_graph))
+        except Exception as e:  # noqa: BLE001  (reported in the row: what stops the compilation)
+            out["compile_error"] = f"{type(e).__name__}: {e}"[:300]
     model.train()
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -284,6 +315,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--inputs", nargs="+", default=["8x512x512", "2x1024x2048"],
                    help="BATCHxHxW inputs (default 8x512x512 2x1024x2048; e.g. add 32x512x512)")
     p.add_argument("--cuda-graph", action="store_true", help="also time inference replayed from a CUDA graph")
+    p.add_argument("--compile", action="store_true",
+                   help="also time inference through torch.compile (every model; with --cuda-graph also replayed)")
     p.add_argument("--na-backends", nargs="+", default=["triton", "torch"], choices=["triton", "torch"],
                    help="NA backends of the SegMAN rows before the flex ones (default: the fused Triton forward, "
                         "then the PyTorch gathers; other models are measured once)")
@@ -320,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
                    "input": f"{batch}x{size[0]}x{size[1]}"}
             try:
                 x = torch.randn(batch, 3, *size, device=device)
-                row.update(bench_model(model, x, device, warmup, iters, args.cuda_graph))
+                row.update(bench_model(model, x, device, warmup, iters, args.cuda_graph, args.compile))
             except Exception as e:  # noqa: BLE001  (reported as a row)
                 row["error"] = f"{type(e).__name__}: {e}"[:200]
                 if device == "cuda":
@@ -381,17 +414,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{r['model']:<20} {r['na']:<6} {r['input']:<14} {r['fwd_ms']:>8.2f} {r['fwd_img_s']:>10.1f} "
               f"{fmt(r['fwd_peak_gb'], '7.2f'):>7} {r['train_ms']:>9.2f} {r['train_img_s']:>11.1f} "
               f"{fmt(r['train_peak_gb'], '8.2f'):>8}")
-        if "graph_fwd_ms" in r or "graph_error" in r:
-            print(f"{'':<20} {'':<6} {'  CUDA graph':<14} " + (
-                f"{r['graph_fwd_ms']:>8.2f} {r['graph_fwd_img_s']:>10.1f}" if "graph_fwd_ms" in r
-                else f"capture failed: {r['graph_error']}"))
-    best: dict[tuple[str, str], float] = {}  # (model, eager|graph) -> best img/s over the 512x512 inputs and NAs
+        for label, prefix in (("  CUDA graph", "graph"), ("  compiled", "compiled"),
+                              ("  compiled+graph", "compiled_graph")):
+            if f"{prefix}_fwd_ms" in r:
+                print(f"{'':<20} {'':<6} {label:<14} {r[f'{prefix}_fwd_ms']:>8.2f} {r[f'{prefix}_fwd_img_s']:>10.1f}")
+            elif f"{prefix}_error" in r:
+                print(f"{'':<20} {'':<6} {label:<14} failed: {r[f'{prefix}_error']}")
+        if "compile_error" in r:
+            print(f"{'':<20} {'':<6} {'  compiled':<14} failed: {r['compile_error']}")
+    modes = {"eager": "fwd_img_s", "graph": "graph_fwd_img_s", "compiled": "compiled_fwd_img_s",
+             "compiled_graph": "compiled_graph_fwd_img_s"}
+    best: dict[tuple[str, str], float] = {}  # (model, mode) -> best img/s over the 512x512 inputs and NAs
     for r in result["rows"]:
         if "error" not in r and r["input"].endswith("x512x512"):
-            for mode, key in (("eager", "fwd_img_s"), ("graph", "graph_fwd_img_s")):
+            for mode, key in modes.items():
                 if key in r:
                     best[r["model"], mode] = max(best.get((r["model"], mode), 0.0), r[key])
-    for mode in ("eager", "graph"):
+    for mode in modes:
         if ("segman_t", mode) in best and ("convnext_t_upernet", mode) in best:
             ratio = best["segman_t", mode] / best["convnext_t_upernet", mode]
             result[f"segman_t_vs_convnext_fwd_speedup_512_{mode}"] = ratio

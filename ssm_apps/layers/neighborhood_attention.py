@@ -297,6 +297,16 @@ class _NATritonFn(torch.autograd.Function):
         return dq, dk, dv, drpb, None
 
 
+@torch.compiler.disable  # a graph break under torch.compile: the Triton launches run as they are
+def _triton_na(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, kernel_size: int,
+               rpb: torch.Tensor | None) -> torch.Tensor:
+    if needs_autograd(q, k, v, rpb):
+        return _NATritonFn.apply(q, k, v, rpb, kernel_size)
+    from ..kernels.na import na2d_triton
+
+    return na2d_triton(q, k, v, kernel_size, rpb)
+
+
 def neighborhood_attention_2d(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -332,9 +342,5 @@ def neighborhood_attention_2d(
         return _flex_na(q, k, v, kernel_size, rpb)
     if backend == "triton":
         _check_fused_inputs("neighborhood_attention_2d", q, k, v, kernel_size, rpb)
-        if needs_autograd(q, k, v, rpb):
-            return _NATritonFn.apply(q, k, v, rpb, kernel_size)
-        from ..kernels.na import na2d_triton
-
-        return na2d_triton(q, k, v, kernel_size, rpb)
+        return _triton_na(q, k, v, kernel_size, rpb)
     raise ValueError(f"neighborhood_attention_2d: argument 'backend' must be one of {NA_BACKENDS}; got {backend!r}")
