@@ -69,7 +69,7 @@ def profile_inference(name: str, batch: int) -> dict:
     total = sum(e.self_device_time_total for e in kernels)
     return {"batch": batch, "fwd_ms": ms, "img_s": batch / ms * 1e3,
             "kernels": [[e.key[:100], e.count, round(e.self_device_time_total / 1e3, 3),
-                         round(e.self_device_time_total / total, 4)] for e in kernels[:25]],
+                         round(e.self_device_time_total / total, 4)] for e in kernels[:40]],
             "modules": [[e.key, e.count, round(e.device_time_total / 1e3, 3)] for e in events
                         if e.key.startswith("mod::")]}
 
@@ -95,9 +95,10 @@ def main() -> None:
             torch.cuda.empty_cache()
     finally:
         segman_module.neighborhood_attention_2d = real_na
-    result["segman_s_module_profile"] = bench.module_profile("cuda", False)
-    print(result["segman_s_module_profile"])
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1))
+    result["segman_s_module_profile"] = bench.module_profile("cuda", False, args.na_backend)
+    print(result["segman_s_module_profile"])
     args.out.write_text(json.dumps(result, indent=1))
 
 
