@@ -192,7 +192,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--overlap", type=float, default=0.5)
     p.add_argument("--workers", type=int, default=4)
     p.add_argument("--save-ckpt", action="store_true", help="save fp16 weights of the trained networks")
-    p.add_argument("--parts", default="abc", help="which results to run: any of a, b, c (c needs a)")
+    p.add_argument("--parts", default="abc",
+                   help="which results to run: any of a, b, c (c compares with a: run both in one process, or a "
+                        "and c in two processes on one GPU, each with its own --out)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-root", type=Path, default=DEFAULT_DATA, help="folder holding medical3d/ and medical2d/")
     p.add_argument("--intensity-aug", type=float, default=0.0,
@@ -221,8 +223,6 @@ def main(argv: list[str] | None = None) -> int:
                      "note": "labels are TotalSegmentator model outputs (pseudo-labels), not manual annotations"}
 
     parts = set(args.parts)
-    if "c" in parts:
-        parts.add("a")
     t = time.perf_counter()
     common = dict(labels=list(ORGANS.values()), pixdim=pixdim, intensity_range=(-175.0, 250.0), roi_size=roi,
                   num_samples=args.batch, cache="memory")
@@ -234,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
                                   "label": str(ts / "example_seg_dicom.nii.gz")}],
                            **common)
     test_eval = MedicalDataModule(test=dm.items["test"], crop_foreground=False, **common)  # full DICOM grid
-    if "a" in parts:
+    if parts & {"a", "c"}:
         dm.setup("fit")
         test_eval.setup("test")
     results["data_seconds"] = round(time.perf_counter() - t, 1)
@@ -257,16 +257,17 @@ def main(argv: list[str] | None = None) -> int:
         run_b(args, results, model_kwargs, quick, steps_2d, workers, device, out)
         save()
     if "a" in parts:
-        run_a_c(args, results, parts, dm, test_eval, train_seg, names, model_kwargs, roi, pixdim, seg_steps,
-                pre_steps, workers, quick, device, out, save)
+        run_a(args, results, test_eval, train_seg, names, seg_steps, out, save)
+    if "c" in parts:
+        run_c(args, results, train_seg, model_kwargs, roi, pixdim, seg_steps, pre_steps, workers, quick, device, out,
+              save)
     save()
     print_table(results, names)
     print(f"total {results['total_seconds']} s; JSON: {out / 'results.json'}")
     return 0
 
 
-def run_a_c(args, results, parts, dm, test_eval, train_seg, names, model_kwargs, roi, pixdim, seg_steps, pre_steps,
-            workers, quick, device, out, save) -> None:
+def run_a(args, results, test_eval, train_seg, names, seg_steps, out, save) -> None:
     # ---- (a) scratch ---------------------------------------------------------------------------------------
     print("(a) HyMamba from scratch on example_ct, test on the DICOM series", flush=True)
     scratch, info = train_seg("scratch", seg_steps)
@@ -281,9 +282,10 @@ def run_a_c(args, results, parts, dm, test_eval, train_seg, names, model_kwargs,
     if args.save_ckpt:
         torch.save({k: v.half() for k, v in scratch.model.state_dict().items()}, out / "hymamba_ct_scratch_fp16.pt")
     scratch.cpu()
-    if "c" not in parts:
-        return
 
+
+def run_c(args, results, train_seg, model_kwargs, roi, pixdim, seg_steps, pre_steps, workers, quick, device, out,
+          save) -> None:
     # ---- (c) MambaMIM pre-training on the unlabelled CTs, then fine-tuning ---------------------------------
     print("(c) MambaMIM pre-training on unlabelled CT volumes", flush=True)
     pre_dm = MedicalDataModule(train=[{"image": str(args.data_root / f)} for f in UNLABELLED], unlabelled=True, pixdim=pixdim,
