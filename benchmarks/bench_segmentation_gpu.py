@@ -100,13 +100,16 @@ def graphed_forward_seconds(model, x, warmup, iters) -> float:
     return mean_seconds(graph.replay, "cuda", warmup, iters)
 
 
-def compiled_inference(model, x, device, warmup, iters, cuda_graph: bool) -> dict:
+def compiled_inference(model, x, device, warmup, iters, cuda_graph: bool, freezing: bool = False) -> dict:
     """Inference through ``torch.compile(model)`` (inductor, default mode; the scan and NA kernels run as
-    graph breaks): compile seconds, ms / img/s eager-compiled and (``cuda_graph``) replayed from a CUDA graph,
-    and the largest difference to the eager output relative to its largest value."""
-    out = {}
+    graph breaks; ``freezing``: inductor's inference freezing, weights folded as constants, e.g. BatchNorm into
+    the convolutions): compile seconds, ms / img/s eager-compiled and (``cuda_graph``) replayed from a CUDA
+    graph, and the largest difference to the eager output relative to its largest value."""
+    import torch._inductor.config as inductor_config
+
+    out = {"compile_freezing": freezing}
     compiled = torch.compile(model, dynamic=False)
-    with torch.no_grad(), autocast(device):
+    with torch.no_grad(), autocast(device), inductor_config.patch(freezing=freezing):
         reference = model(x).float()
         start = time.perf_counter()
         got = compiled(x).float()
@@ -123,7 +126,8 @@ def compiled_inference(model, x, device, warmup, iters, cuda_graph: bool) -> dic
     return out
 
 
-def bench_model(model, x, device, warmup, iters, cuda_graph: bool = False, compile_: bool = False) -> dict:
+def bench_model(model, x, device, warmup, iters, cuda_graph: bool = False, compile_: bool = False,
+                freezing: bool = False) -> dict:
     out = {}
     model.eval()
     if device == "cuda":
@@ -141,7 +145,7 @@ def bench_model(model, x, device, warmup, iters, cuda_graph: bool = False, compi
             out["graph_error"] = f"{type(e).__name__}: {e}"[:200]
     if compile_:
         try:
-            out.update(compiled_inference(model, x, device, warmup, iters, cuda_graph))
+            out.update(compiled_inference(model, x, device, warmup, iters, cuda_graph, freezing))
         except Exception as e:  # noqa: BLE001  (reported in the row: what stops the compilation)
             out["compile_error"] = f"{type(e).__name__}: {e}"[:300]
     model.train()
@@ -317,6 +321,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cuda-graph", action="store_true", help="also time inference replayed from a CUDA graph")
     p.add_argument("--compile", action="store_true",
                    help="also time inference through torch.compile (every model; with --cuda-graph also replayed)")
+    p.add_argument("--freezing", action="store_true",
+                   help="with --compile: inductor's inference freezing (weights folded as constants)")
+    p.add_argument("--rows-only", action="store_true",
+                   help="only the model rows and GFLOPs (no NA check, no module profile, no flex rows)")
     p.add_argument("--na-backends", nargs="+", default=["triton", "torch"], choices=["triton", "torch"],
                    help="NA backends of the SegMAN rows before the flex ones (default: the fused Triton forward, "
                         "then the PyTorch gathers; other models are measured once)")
@@ -353,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
                    "input": f"{batch}x{size[0]}x{size[1]}"}
             try:
                 x = torch.randn(batch, 3, *size, device=device)
-                row.update(bench_model(model, x, device, warmup, iters, args.cuda_graph, args.compile))
+                row.update(bench_model(model, x, device, warmup, iters, args.cuda_graph, args.compile, args.freezing))
             except Exception as e:  # noqa: BLE001  (reported as a row)
                 row["error"] = f"{type(e).__name__}: {e}"[:200]
                 if device == "cuda":
@@ -382,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
             torch.cuda.empty_cache()
 
     check_backends = na_backends + (["flex"] if device == "cuda" and args.flex else [])
-    result["na_check"] = na_check(device, args.quick, check_backends)
+    result["na_check"] = [] if args.rows_only else na_check(device, args.quick, check_backends)
     for row in result["na_check"]:  # bf16 inputs: the errors are bf16 rounding of values and gradients
         if any(key.endswith("_error") or ("_err_" in key and value > NA_TOLERANCE)
                for key, value in row.items()):
@@ -390,12 +398,12 @@ def main(argv: list[str] | None = None) -> int:
             row["FAILED"] = True
     save()
     try:
-        result["profile"] = module_profile(device, args.quick, na_backends[0])
+        result["profile"] = None if args.rows_only else module_profile(device, args.quick, na_backends[0])
     except Exception as e:  # noqa: BLE001
         traceback.print_exc()
         result["profile"] = {"error": f"{type(e).__name__}: {e}"[:200]}
     save()
-    if device == "cuda" and args.flex:
+    if device == "cuda" and args.flex and not args.rows_only:
         for mname in (m for m in models if m.startswith("segman")):
             model = build(mname, args.quick).to(device)
             measure_rows(model, mname, "flex")
