@@ -28,13 +28,13 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from timm.layers import DropPath, Mlp
+from timm.layers import DropPath
 from timm.models import generate_default_cfgs, register_model
 from timm.models._manipulate import checkpoint_seq
 from torch import nn
 
 from ..convert import ConvertedStateDict
-from ..layers import SS2D, LayerNorm2d, Linear2d, get_act_layer
+from ..layers import SS2D, BlockedMlp, LayerNorm2d, get_act_layer
 from .staged import (
     HEAD_KEY_RULES,
     StagedSSMModel,
@@ -64,13 +64,11 @@ __all__ = [
 
 # ----------------------------------------------------------------------------- blocks
 def make_mlp(dim: int, hidden: int, act_layer: type[nn.Module] = nn.GELU, drop: float = 0.0,
-             channel_first: bool = False) -> Mlp:
-    """timm's ``Mlp`` (fc1 -> act -> drop -> fc2 -> drop) over channels; channel-first maps get the
-    official ``Linear2d`` layers (Linear weights applied as 1x1 convs) so official keys and shapes load."""
-    mlp = Mlp(dim, hidden, act_layer=act_layer, drop=drop)
-    if channel_first:
-        mlp.fc1, mlp.fc2 = Linear2d(dim, hidden), Linear2d(hidden, dim)
-    return mlp
+             channel_first: bool = False) -> BlockedMlp:
+    """timm's ``Mlp`` (fc1 -> act -> drop -> fc2 -> drop) over channels (``layers.BlockedMlp``: cache-blocked on
+    CPUs); channel-first maps get the official ``Linear2d`` layers (Linear weights applied as 1x1 convs) so
+    official keys and shapes load."""
+    return BlockedMlp(dim, hidden, act_layer=act_layer, drop=drop, channel_first=channel_first)
 
 
 class VSSBlock(nn.Module):
