@@ -100,6 +100,16 @@ def graphed_forward_seconds(model, x, warmup, iters) -> float:
     return mean_seconds(graph.replay, "cuda", warmup, iters)
 
 
+def graphed_row(model, x, warmup, iters, prefix: str) -> dict:
+    """``{prefix}_fwd_ms`` / ``{prefix}_fwd_img_s`` of the graphed forward, or ``{prefix}_error`` (what stopped
+    the capture)."""
+    try:
+        t = graphed_forward_seconds(model, x, warmup, iters)
+    except Exception as e:  # noqa: BLE001  (reported in the row)
+        return {f"{prefix}_error": f"{type(e).__name__}: {e}"[:200]}
+    return {f"{prefix}_fwd_ms": t * 1e3, f"{prefix}_fwd_img_s": x.shape[0] / t}
+
+
 def compiled_inference(model, x, device, warmup, iters, cuda_graph: bool, freezing: bool = False) -> dict:
     """Inference through ``torch.compile(model)`` (inductor, default mode; the scan and NA kernels run as
     graph breaks; ``freezing``: inductor's inference freezing, weights folded as constants, e.g. BatchNorm into
@@ -118,11 +128,7 @@ def compiled_inference(model, x, device, warmup, iters, cuda_graph: bool, freezi
         t = mean_seconds(lambda: compiled(x), device, warmup, iters)
     out["compiled_fwd_ms"], out["compiled_fwd_img_s"] = t * 1e3, x.shape[0] / t
     if cuda_graph and device == "cuda":
-        try:
-            t = graphed_forward_seconds(compiled, x, warmup, iters)
-            out["compiled_graph_fwd_ms"], out["compiled_graph_fwd_img_s"] = t * 1e3, x.shape[0] / t
-        except Exception as e:  # noqa: BLE001  (reported in the row: what stops the capture)
-            out["compiled_graph_error"] = f"{type(e).__name__}: {e}"[:200]
+        out.update(graphed_row(compiled, x, warmup, iters, "compiled_graph"))
     return out
 
 
@@ -138,11 +144,7 @@ def bench_model(model, x, device, warmup, iters, cuda_graph: bool = False, compi
     out["fwd_img_s"] = x.shape[0] / t
     out["fwd_peak_gb"] = torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None
     if cuda_graph and device == "cuda":
-        try:
-            t = graphed_forward_seconds(model, x, warmup, iters)
-            out["graph_fwd_ms"], out["graph_fwd_img_s"] = t * 1e3, x.shape[0] / t
-        except Exception as e:  # noqa: BLE001  (reported in the row: what stops the capture)
-            out["graph_error"] = f"{type(e).__name__}: {e}"[:200]
+        out.update(graphed_row(model, x, warmup, iters, "graph"))
     if compile_:
         try:
             out.update(compiled_inference(model, x, device, warmup, iters, cuda_graph, freezing))
