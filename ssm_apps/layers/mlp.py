@@ -15,6 +15,9 @@ import torch.nn.functional as F
 from timm.layers import Mlp
 from torch import nn
 
+from ..kernels import needs_autograd
+from .norm import Linear2d
+
 __all__ = ["BlockedMlp"]
 
 
@@ -45,8 +48,6 @@ class BlockedMlp(Mlp):
     ) -> None:
         super().__init__(in_features, hidden_features, act_layer=act_layer, drop=drop)
         if channel_first:
-            from .norm import Linear2d
-
             self.fc1, self.fc2 = Linear2d(in_features, hidden_features), Linear2d(hidden_features, in_features)
         self.channel_first = channel_first
         self.chunk_rows, self.min_hidden_bytes = int(chunk_rows), int(min_hidden_bytes)
@@ -60,7 +61,7 @@ class BlockedMlp(Mlp):
         dropping = self.training and (self.drop1.p > 0 or self.drop2.p > 0)
         if x.device.type != "cpu" or dropping or not isinstance(self.norm, nn.Identity):
             return False
-        if torch.is_grad_enabled() and (x.requires_grad or self.fc1.weight.requires_grad):
+        if needs_autograd(x, self.fc1.weight):
             return False
         pixels = x.numel() // x.shape[1 if self.channel_first else -1]
         return pixels * self.fc1.out_features * x.element_size() > self.min_hidden_bytes
