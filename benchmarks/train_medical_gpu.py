@@ -174,7 +174,7 @@ def seg_task(args, num_classes: int, names: list[str], model_kwargs: dict, roi, 
     return MedicalSegmentationTask(model, dict(model_kwargs, spatial_dims=spatial_dims), num_classes=num_classes,
                                    class_names=names, lr=lr, min_lr=lr * 0.01, warmup_steps=max(1, steps // 20),
                                    weight_decay=1e-5, grad_clip=1.0, roi_size=roi, sw_batch_size=4,
-                                   overlap=args.overlap, pretrained=pretrained)
+                                   overlap=args.overlap, padding_mode=args.eval_padding[0], pretrained=pretrained)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -199,6 +199,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-root", type=Path, default=DEFAULT_DATA, help="folder holding medical3d/ and medical2d/")
     p.add_argument("--intensity-aug", type=float, default=0.0,
                    help="3-D training crops: probability of MONAI's random intensity scale / shift (0 = off)")
+    p.add_argument("--fov-aug", type=float, default=0.0,
+                   help="3-D training crops: probability of keeping one random axial slab only (MedicalDataModule "
+                        "fov_aug; the test series is a 14-slice slab at 3 mm)")
+    p.add_argument("--eval-padding", nargs="+", default=["constant"], choices=["constant", "reflect", "replicate"],
+                   help="sliding-window padding modes to evaluate (the first gives dice_test, the others "
+                        "dice_test_<mode>)")
     args = p.parse_args(argv)
     device = torch.device(args.device)
     out = Path(args.out)
@@ -219,16 +225,18 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.perf_counter()
     results: dict = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
                      or "cpu", "torch": torch.__version__, "quick": quick, "roi": roi, "pixdim": pixdim,
-                     "organs": ORGANS, "budget_steps": seg_steps, "pretrain_steps": pre_steps, "batch": args.batch,
+                     "organs": ORGANS, "eval_padding": args.eval_padding, "budget_steps": seg_steps,
+                     "pretrain_steps": pre_steps, "batch": args.batch,
                      "note": "labels are TotalSegmentator model outputs (pseudo-labels), not manual annotations"}
 
     parts = set(args.parts)
     t = time.perf_counter()
     common = dict(labels=list(ORGANS.values()), pixdim=pixdim, intensity_range=(-175.0, 250.0), roi_size=roi,
                   num_samples=args.batch, cache="memory")
-    results["intensity_aug"] = args.intensity_aug
+    results["intensity_aug"], results["fov_aug"] = args.intensity_aug, args.fov_aug
     ts = args.data_root / TS
-    dm = MedicalDataModule(intensity_aug=args.intensity_aug, train=[{"image": str(ts / "example_ct.nii.gz"),
+    dm = MedicalDataModule(intensity_aug=args.intensity_aug, fov_aug=args.fov_aug,
+                           train=[{"image": str(ts / "example_ct.nii.gz"),
                                    "label": str(ts / "example_seg_fast_force_split.nii.gz")}],
                            test=[{"image": str(ts / "example_ct_dicom"),
                                   "label": str(ts / "example_seg_dicom.nii.gz")}],
@@ -246,6 +254,10 @@ def main(argv: list[str] | None = None) -> int:
         info = train_loop(task, loader(dm.datasets["train"], steps, 1, workers), steps, device, max(1, steps // 8),
                           name)
         info["loaded_encoder_tensors"] = len(task.loaded_keys)
+        for mode in args.eval_padding[1:]:
+            task.hparams.padding_mode = mode
+            info[f"dice_test_{mode}"], _ = evaluate(task, test_eval.datasets["test"], device, names)
+        task.hparams.padding_mode = args.eval_padding[0]
         info["dice_test"], items = evaluate(task, test_eval.datasets["test"], device, names)
         return task, info | {"_items": items}
 
@@ -348,6 +360,8 @@ def print_table(results: dict, names: list[str]) -> None:
         d = r["dice_test"]
         print(f"{label:40s} {r['steps']:6d} {r['seconds']:6.1f} {d['mean']:9.4f}  "
               + " ".join(f"{d[n]:8.3f}" if not math.isnan(d[n]) else f"{'nan':>8s}" for n in names))
+        for mode in results["eval_padding"][1:]:
+            print(f"{'  ... padding ' + mode:40s} {'':6s} {'':6s} {r['dice_test_' + mode]['mean']:9.4f}")
     if "a_scratch" in results:
         rt = results["a_scratch"]["dice_test_nifti_roundtrip"]
         print(f"{'(a) scratch, NIfTI written on DICOM grid':40s} {'':6s} {'':6s} {rt['mean']:9.4f}")

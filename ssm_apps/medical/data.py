@@ -12,6 +12,7 @@ Transforms (dictionary keys ``image`` / ``label``)::
       -> Spacingd(pixdim) -> ScaleIntensityRanged(intensity_range -> [0, 1], clipped)
       -> CropForegroundd -> train: RandCropByPosNegLabeld(roi_size) -> RandFlipd (each axis) -> RandRotate90d
                             [-> RandScaleIntensityd / RandShiftIntensityd with ``intensity_aug``]
+                            [-> RandCoarseDropoutd keeping one axial slab with ``fov_aug``]
                             val / test: the whole (cropped) volume, for sliding-window inference
 
 ``unlabelled=True`` (pre-training) drops labels: random crops ``RandSpatialCropSamplesd`` instead of the
@@ -119,6 +120,12 @@ class MedicalDataModule(L.LightningDataModule):
         crop_foreground: CropForegroundd on the image before sampling (training / validation).
         intensity_aug: probability of each of ``RandScaleIntensityd(factors=0.1)`` and
             ``RandShiftIntensityd(offsets=0.1)`` on training crops (MONAI's BTCV recipe uses 0.5; 0 = off).
+        fov_aug: probability that a training crop keeps only one random axial slab (last axis, whole in-plane
+            extent, ``fov_min_slices`` up to all slices thick) and is set to 0 elsewhere, in image (the lower
+            end of ``intensity_range``, as sliding-window inference pads) and label (background): MONAI's
+            ``RandCoarseDropoutd`` with ``dropout_holes=False``. A truncated field of view, for test scans that
+            cover a few slices only (0 = off; 3-D only).
+        fov_min_slices: thinnest slab ``fov_aug`` keeps.
         batch_size: training batch (volumes; each gives ``num_samples`` crops).
         cache: "memory" (CacheDataset), "disk" (PersistentDataset) or "none".
         cache_dir: PersistentDataset folder.
@@ -132,7 +139,8 @@ class MedicalDataModule(L.LightningDataModule):
                  labels: list[int] | None = None, num_classes: int | None = None,
                  pixdim: Sequence[float] | None = (1.5, 1.5, 2.0), intensity_range: Sequence[float] = (-175.0, 250.0),
                  roi_size: Sequence[int] = (96, 96, 96), num_samples: int = 2, pos: float = 1.0, neg: float = 1.0,
-                 crop_foreground: bool = True, intensity_aug: float = 0.0, batch_size: int = 1, cache: str = "memory",
+                 crop_foreground: bool = True, intensity_aug: float = 0.0, fov_aug: float = 0.0,
+                 fov_min_slices: int = 8, batch_size: int = 1, cache: str = "memory",
                  cache_dir: str | None = None, num_workers: int = 0, seed: int = 0) -> None:
         super().__init__()
         if spatial_dims not in (2, 3):
@@ -141,9 +149,14 @@ class MedicalDataModule(L.LightningDataModule):
             raise ValueError(f"MedicalDataModule: argument 'cache' must be 'memory', 'disk' or 'none'; got {cache!r}")
         if cache == "disk" and not cache_dir:
             raise ValueError("MedicalDataModule: cache='disk' needs 'cache_dir'")
-        if not 0.0 <= intensity_aug <= 1.0:
-            raise ValueError(f"MedicalDataModule: argument 'intensity_aug' must be a probability in [0, 1]; "
-                             f"got {intensity_aug}")
+        for name, value in (("intensity_aug", intensity_aug), ("fov_aug", fov_aug)):
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"MedicalDataModule: argument {name!r} must be a probability in [0, 1]; got {value}")
+        if fov_aug > 0 and spatial_dims != 3:
+            raise ValueError(f"MedicalDataModule: argument 'fov_aug' needs spatial_dims=3; got {spatial_dims}")
+        if fov_aug > 0 and not 1 <= fov_min_slices <= roi_size[-1]:
+            raise ValueError(f"MedicalDataModule: argument 'fov_min_slices' must be in [1, roi_size[-1] = "
+                             f"{roi_size[-1]}]; got {fov_min_slices}")
         if len(roi_size) != spatial_dims:
             raise ValueError(f"MedicalDataModule: argument 'roi_size' must have {spatial_dims} sizes; got {roi_size}")
         self.save_hyperparameters()
@@ -228,6 +241,10 @@ class MedicalDataModule(L.LightningDataModule):
         if h.intensity_aug > 0:
             out += [T.RandScaleIntensityd("image", factors=0.1, prob=h.intensity_aug),
                     T.RandShiftIntensityd("image", offsets=0.1, prob=h.intensity_aug)]
+        if h.fov_aug > 0:
+            out.append(T.RandCoarseDropoutd(keys, holes=1, spatial_size=(-1, -1, h.fov_min_slices),
+                                            max_spatial_size=(-1, -1, h.roi_size[-1]), dropout_holes=False,
+                                            fill_value=0, prob=h.fov_aug))
         out.append(T.EnsureTyped(keys, track_meta=False))
         return T.Compose(out)
 

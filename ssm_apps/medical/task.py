@@ -125,6 +125,8 @@ class MedicalSegmentationTask(_ScheduledTask):
         roi_size: sliding-window size (default 96^3; must be what the network takes, a multiple of 16).
         sw_batch_size: windows per forward.
         overlap: window overlap (0.5).
+        padding_mode: how sliding-window inference pads a volume smaller than ``roi_size`` (MONAI's
+            ``padding_mode``: "constant" with 0, the default, "reflect" or "replicate").
         pretrained: optional pre-training checkpoint (ours or official MambaMIM) whose encoder weights are loaded.
         lambda_dice, lambda_ce: weights of DiceCELoss's two terms.
     """
@@ -134,10 +136,14 @@ class MedicalSegmentationTask(_ScheduledTask):
                  min_lr: float = 1e-6, warmup_steps: int = 0, warmup_start: float = 0.005, weight_decay: float = 1e-5,
                  weight_decay_end: float | None = None, grad_clip: float = 0.0,
                  roi_size: Sequence[int] = (96, 96, 96), sw_batch_size: int = 2, overlap: float = 0.5,
-                 pretrained: str | None = None, lambda_dice: float = 1.0, lambda_ce: float = 1.0) -> None:
+                 padding_mode: str = "constant", pretrained: str | None = None, lambda_dice: float = 1.0,
+                 lambda_ce: float = 1.0) -> None:
         super().__init__()
         if not 0.0 <= overlap < 1.0:
             raise ValueError(f"MedicalSegmentationTask: argument 'overlap' must be in [0, 1); got {overlap}")
+        if padding_mode not in ("constant", "reflect", "replicate"):
+            raise ValueError(f"MedicalSegmentationTask: argument 'padding_mode' must be 'constant', 'reflect' or "
+                             f"'replicate'; got {padding_mode!r}")
         if class_names is not None and len(class_names) != num_classes - 1:
             raise ValueError(f"MedicalSegmentationTask: 'class_names' must name the {num_classes - 1} foreground "
                              f"classes; got {len(class_names)}")
@@ -176,7 +182,8 @@ class MedicalSegmentationTask(_ScheduledTask):
         from monai.inferers import sliding_window_inference
 
         return sliding_window_inference(x, tuple(self.hparams.roi_size), self.hparams.sw_batch_size, self.model,
-                                        overlap=self.hparams.overlap, mode="gaussian")
+                                        overlap=self.hparams.overlap, mode="gaussian",
+                                        padding_mode=self.hparams.padding_mode)
 
     def _common_step(self, batch: Mapping[str, torch.Tensor], stage: str) -> torch.Tensor:
         x, y = batch["image"], batch["label"]

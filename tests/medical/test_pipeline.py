@@ -85,6 +85,51 @@ def test_intensity_augmentation(pair):
         MedicalDataModule(train=[{"image": img, "label": lab}], intensity_aug=1.5)
 
 
+
+def test_fov_augmentation(pair):
+    """fov_aug=1: every crop keeps one contiguous run of at least fov_min_slices axial slices; image and label are
+    0 on every other slice (image values are > 0 before: rand in [0, 1) scaled from (-175, 250) HU)."""
+    _, img, lab = pair
+
+    def crops(**kw):
+        dm = MedicalDataModule(train=[{"image": img, "label": lab}], labels=[2], num_samples=1, pixdim=None,
+                               crop_foreground=False, roi_size=(20, 20, 20), **kw)
+        dm.setup("fit")
+        dm.datasets["train"].transform.set_random_state(0)
+        return [dm.datasets["train"][0][0] for _ in range(12)]
+
+    for c in crops():
+        assert bool((c["image"] > 0).all())
+    thickness = set()
+    for c in crops(fov_aug=1.0, fov_min_slices=4):
+        kept = (c["image"][0] != 0).flatten(0, 1).any(0)
+        idx = kept.nonzero().flatten()
+        assert len(idx) >= 4 and torch.equal(idx, torch.arange(int(idx[0]), int(idx[-1]) + 1))
+        assert bool((c["image"][0][:, :, kept] > 0).all()), "inside the slab every voxel is kept"
+        assert not bool(c["label"][0][:, :, ~kept].any()), "outside the slab the label is background"
+        thickness.add(len(idx))
+    assert len(thickness) > 3  # random thickness
+    with pytest.raises(ValueError, match=r"'fov_aug' must be a probability in \[0, 1\]; got -0.1"):
+        MedicalDataModule(train=[{"image": img, "label": lab}], fov_aug=-0.1)
+    with pytest.raises(ValueError, match=r"'fov_min_slices' must be in \[1, roi_size\[-1\] = 20\]; got 21"):
+        MedicalDataModule(train=[{"image": img, "label": lab}], roi_size=(20, 20, 20), fov_aug=0.5, fov_min_slices=21)
+    with pytest.raises(ValueError, match="'fov_aug' needs spatial_dims=3; got 2"):
+        MedicalDataModule(train=[{"image": img, "label": lab}], spatial_dims=2, roi_size=(20, 20), fov_aug=0.5)
+
+
+@pytest.mark.parametrize("mode", ["constant", "replicate"])
+def test_sliding_window_padding_mode(mode):
+    """A volume thinner than the window: infer() equals the network on the volume padded by hand (MONAI pads
+    symmetrically, the extra slice after) and cropped back."""
+    torch.manual_seed(0)
+    task = MedicalSegmentationTask("hymamba_tiny", TINY, num_classes=3, roi_size=(16, 16, 16), padding_mode=mode).eval()
+    x = torch.rand(1, 1, 16, 16, 5)
+    with torch.no_grad():
+        expected = task.model(torch.nn.functional.pad(x, (5, 6, 0, 0, 0, 0), mode=mode))[..., 5:10]
+        torch.testing.assert_close(task.infer(x), expected, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="'padding_mode' must be 'constant', 'reflect' or 'replicate'; got 'edge'"):
+        MedicalSegmentationTask("hymamba_tiny", TINY, padding_mode="edge")
+
 def test_decathlon_datalist(pair, tmp_path):
     _, img, _ = pair
     (tmp_path / "dataset.json").write_text(
