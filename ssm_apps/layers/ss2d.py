@@ -175,8 +175,10 @@ class SS2D(nn.Module):
         what the time follows). B, C come from the remaining x_proj rows.
         Fused patterns ("cross4", "bidi", "omni8", "tri6"): the projections are computed per pixel,
         in spatial order (B, K, ., *spatial) -- the same numbers as projecting the scanned copies --
-        and ``selective_scan_2d`` / ``_3d`` read every route straight from x. "atrous" runs the
-        unfused chain cross_scan -> projections -> selective_scan -> cross_merge.
+        and ``selective_scan_2d`` / ``_3d`` read every route straight from x; off CUDA they get the
+        dt rows of x_proj with ``delta_proj_weight=dt_projs_weight`` (the numba kernel expands them
+        step by step). "atrous" runs the unfused chain cross_scan -> projections -> selective_scan ->
+        cross_merge.
         """
         batch, dim, *sizes = x.shape
         nd = len(sizes)
@@ -190,15 +192,17 @@ class SS2D(nn.Module):
                 dts = torch.matmul(x_flat.transpose(1, 2), self._dt_weight(x.dtype).reshape(K * dim, dim).t())
                 dts = dts.view(batch, *sizes, K, dim).permute(0, nd + 1, nd + 2, *range(1, nd + 1))
                 bc = torch.matmul(self._bc_weight(x.dtype).reshape(K * 2 * N, dim), x_flat)
+                dt_weight = None
             else:
-                dts, bc = self._project(x.reshape(batch, 1, dim, -1), dt_pixel_major=True)
+                dts, bc = self._x_proj(x.reshape(batch, 1, dim, -1))
+                dts, dt_weight = dts.reshape(batch, K, self.dt_rank, *sizes), self.dt_projs_weight.to(x.dtype)
             fused = selective_scan_2d if nd == 2 else selective_scan_3d
             bc = bc.reshape(batch, K, 2 * N, *sizes)
             return fused(
-                x, dts.reshape(batch, K, dim, *sizes), A,
+                x, dts, A,
                 bc[:, :, :N], bc[:, :, N:],  # B, C: (B, K, N, *spatial) per pixel
                 D=D, delta_bias=delta_bias, delta_softplus=True, pattern=self.scan_pattern,
-                backend=self.scan_backend,
+                backend=self.scan_backend, delta_proj_weight=dt_weight,
             )
         xs = (cross_scan if nd == 2 else cross_scan_3d)(x, self.scan_pattern)  # (B, K, D, L)
         length = xs.shape[-1]
@@ -222,26 +226,21 @@ class SS2D(nn.Module):
         """The B rows, then the C rows of x_proj: (K, 2N, D)."""
         return self.x_proj_weight[:, self.dt_rank:].to(dtype)
 
-    def _project(self, xs: torch.Tensor, dt_pixel_major: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """Step sizes and B, C of every route: xs (B, K or 1, D, L) -> dts (B, K, D, L), bc (B, K, 2N, L).
-
-        Args:
-            xs: the scanned (or, for the fused patterns, the per-pixel) map.
-            dt_pixel_major: off CUDA, dts as a view of (B, K, L, D) memory (the same GEMM with
-                transposed operands), the layout the fused numba kernel reads without a copy.
-        """
-        if xs.device.type == "cuda":
-            return torch.matmul(self._dt_weight(xs.dtype), xs), torch.matmul(self._bc_weight(xs.dtype), xs)
+    def _x_proj(self, xs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x_proj of every route: xs (B, K or 1, D, L) -> its dt rows (B, K, R, L) and B, C (B, K, 2N, L)."""
         K, rows, dim = self.x_proj_weight.shape
         if xs.shape[1] == 1:  # one GEMM for every route (matmul would copy x once per route to broadcast it)
             x_dbl = torch.matmul(self.x_proj_weight.to(xs.dtype).view(K * rows, dim), xs[:, 0]).unflatten(1, (K, rows))
         else:
             x_dbl = torch.matmul(self.x_proj_weight.to(xs.dtype), xs)  # (B, K, R + 2N, L)
-        dt_rows, bc = x_dbl[:, :, : self.dt_rank], x_dbl[:, :, self.dt_rank:]
-        weight = self.dt_projs_weight.to(xs.dtype)  # (K, D, R)
-        if dt_pixel_major:
-            return torch.matmul(dt_rows.transpose(-1, -2), weight.transpose(-1, -2)).transpose(-1, -2), bc
-        return torch.matmul(weight, dt_rows), bc
+        return x_dbl[:, :, : self.dt_rank], x_dbl[:, :, self.dt_rank:]
+
+    def _project(self, xs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Step sizes and B, C of every route: xs (B, K, D, L) -> dts (B, K, D, L), bc (B, K, 2N, L)."""
+        if xs.device.type == "cuda":
+            return torch.matmul(self._dt_weight(xs.dtype), xs), torch.matmul(self._bc_weight(xs.dtype), xs)
+        dt_rows, bc = self._x_proj(xs)
+        return torch.matmul(self.dt_projs_weight.to(xs.dtype), dt_rows), bc
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """"v05_noz": (B, C, *spatial) -> (B, C, *spatial); "v0": (B, *spatial, C) -> (B, *spatial, C)."""

@@ -159,6 +159,61 @@ def test_numba_fused_inference_against_oracle(case):
     torch.testing.assert_close(out.double(), ref, rtol=TOL[torch.float32][0], atol=TOL[torch.float32][1])
 
 
+
+def _low_rank(b, c, sizes, pattern, rank, seed):
+    """Low-rank step sizes: factors (b, K, R, *sizes) and a weight (K, c, R) whose product has the scale of
+    make_inputs' delta."""
+    g = torch.Generator().manual_seed(seed)
+    k = K_OF[pattern]
+    return (torch.rand(b, k, rank, *sizes, generator=g),
+            torch.rand(k, c, rank, generator=g) / rank)
+
+
+def _expand_oracle(factors, weight):
+    """float64 step sizes delta[b, k, c, p] = sum_r weight[k, c, r] * factors[b, k, r, p], by einsum."""
+    b, k, r, *sizes = factors.shape
+    return torch.einsum("kcr,bkrp->bkcp", weight.double(), factors.double().reshape(b, k, r, -1)).reshape(
+        b, k, weight.shape[1], *sizes)
+
+
+# R 5 and 16 are expanded inside the numba kernel (NUMBA_IN_KERNEL_MAX_RANK = 16), R 20 by a GEMM first
+LOW_RANK_CASES = [(2, 150, (5, 6), 2, "cross4", 5), (1, 70, (2, 3, 4), 1, "tri6", 16), (1, 3, (4, 5), 3, "bidi", 20)]
+
+
+@pytest.mark.parametrize("case", LOW_RANK_CASES, ids=lambda c: f"{c[4]}-c{c[1]}-R{c[5]}")
+def test_low_rank_delta_numba_inference_against_oracle(case):
+    """delta_proj_weight: the numba inference kernel expands low-rank step sizes itself (R <= 16) or after one
+    GEMM; both against the float64 oracle scanning the einsum-expanded step sizes."""
+    b, c, sizes, n, pattern, rank = case
+    inp = make_inputs(b, c, sizes, n, pattern, torch.float32, seed=20 + rank)
+    factors, weight = _low_rank(b, c, sizes, pattern, rank, seed=rank)
+    with torch.inference_mode():
+        out = fn_of(pattern)(**dict(inp, delta=factors), delta_proj_weight=weight, delta_softplus=True,
+                             pattern=pattern, backend="numba")
+    ref = scan_2d_oracle(**dict(inp, delta=_expand_oracle(factors, weight)), delta_softplus=True, pattern=pattern)
+    assert out.shape == (b, c, *sizes) and out.dtype == torch.float32
+    torch.testing.assert_close(out.double(), ref, rtol=TOL[torch.float32][0], atol=TOL[torch.float32][1])
+
+
+@pytest.mark.parametrize("backend", ["torch", "numba"])
+def test_low_rank_delta_gradients_against_oracle(backend):
+    """With autograd the factors and the weight get their gradients through the expanding GEMM (float64 oracle:
+    einsum, then the route-by-route scan)."""
+    b, c, sizes, n, pattern, rank = 2, 3, (4, 5), 2, "cross4", 4
+    inp = make_inputs(b, c, sizes, n, pattern, torch.float32, seed=31)
+    factors, weight = _low_rank(b, c, sizes, pattern, rank, seed=32)
+    grad_out = torch.randn(b, c, *sizes, generator=torch.Generator().manual_seed(33))
+    f, w = factors.clone().requires_grad_(), weight.clone().requires_grad_()
+    out = selective_scan_2d(**dict(inp, delta=f), delta_proj_weight=w, delta_softplus=True, backend=backend)
+    gf, gw = torch.autograd.grad((out * grad_out).sum(), [f, w])
+    f64, w64 = factors.double().requires_grad_(), weight.double().requires_grad_()
+    ref = scan_2d_oracle(**dict(inp, delta=_expand_oracle(f64, w64)), delta_softplus=True, pattern=pattern)
+    rf, rw = torch.autograd.grad((ref * grad_out.double()).sum(), [f64, w64])
+    rtol, atol = TOL[torch.float32]
+    torch.testing.assert_close(out.detach().double(), ref.detach(), rtol=rtol, atol=atol)
+    torch.testing.assert_close(gf.double(), rf, rtol=rtol * 5, atol=atol * 10)
+    torch.testing.assert_close(gw.double(), rw, rtol=rtol * 5, atol=atol * 10)
+
 def test_bf16_out_dtype_on_torch_backend():
     inp = make_inputs(1, 2, (3, 4), 2, "cross4", torch.bfloat16, seed=4)
     out = selective_scan_2d(**inp, delta_softplus=True, backend="torch", out_dtype=torch.float32)
@@ -198,6 +253,17 @@ def test_bad_inputs_name_argument_and_shapes(name, bad, expect):
     inp[name] = bad(inp)
     with pytest.raises(ValueError, match=expect):
         selective_scan_2d(**inp, backend="torch")
+
+
+def test_bad_low_rank_delta():
+    inp = _good()
+    factors = torch.rand(2, 4, 5, 3, 4)
+    with pytest.raises(ValueError, match=r"argument 'delta_proj_weight' must be \(K, c, R\) = \(4, 3, R\) with R >= 1, "
+                                         r"dtype torch.float32 like x; got shape \(4, 2, 5\)"):
+        selective_scan_2d(**dict(inp, delta=factors), delta_proj_weight=torch.rand(4, 2, 5), backend="torch")
+    with pytest.raises(ValueError, match=r"argument 'delta' must be \(b, K, R, H, W\) = \(2, 4, 6, 3, 4\) low-rank "
+                                         r"factors per pixel \(with delta_proj_weight\).*got shape \(2, 4, 5, 3, 4\)"):
+        selective_scan_2d(**dict(inp, delta=factors), delta_proj_weight=torch.rand(4, 3, 6), backend="torch")
 
 
 def test_bad_pattern_and_backend():

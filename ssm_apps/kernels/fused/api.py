@@ -55,6 +55,12 @@ __all__ = ["FUSED_PATTERNS_2D", "FUSED_PATTERNS_3D", "selective_scan_2d", "selec
 
 FUSED_PATTERNS_2D: tuple[str, ...] = ("cross4", "bidi", "omni8")
 FUSED_PATTERNS_3D: tuple[str, ...] = ("tri6",)
+# Largest rank of low-rank step sizes the numba kernel expands itself (2 R multiply-adds per channel and step
+# instead of writing and then reading the (b, K, c, L) step sizes); above it one GEMM expands them first.
+# 2-core CPU, VMamba-T shapes (cross4, n 1), a call with GEMM first / in the kernel: R 6 (c 96, 56x56)
+# 28.8 / 16.3 ms at batch 8, 2.7 / 2.4 ms at batch 1; R 12 (c 192, 28x28) 6.1 / 6.6 and 1.44 / 1.45 ms;
+# R 24 (c 384, 14x14) 4.3 / 3.8 ms in one run, 4.1 / 4.7 in another: the memory saved pays off at the large maps.
+NUMBA_IN_KERNEL_MAX_RANK = 16
 
 
 @tensor_cache(maxsize=64)
@@ -80,8 +86,17 @@ def _to_scan_order(t: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return torch.gather(t, -1, index.view(1, k, 1, length).expand(b, k, m, length))
 
 
+def _expand(delta: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Low-rank step sizes (b, K, R, *spatial) -> (b, K, c, *spatial) = weight[k] @ delta[:, k], with the memory
+    of a (b, K, *spatial, c) tensor (what the fused kernels read without a copy)."""
+    b, k, r, *sizes = delta.shape
+    flat = delta.reshape(b, k, r, -1).transpose(-1, -2)  # (b, K, L, R)
+    out = torch.matmul(flat, weight.transpose(-1, -2))  # (b, K, L, c)
+    return out.transpose(-1, -2).reshape(b, k, weight.shape[1], *sizes)
+
+
 def _scan(fn: str, x, delta, A, B, C, D, delta_bias, delta_softplus, pattern, backend, out_dtype, rank,
-          triton_options):
+          triton_options, delta_proj_weight=None):
     patterns = FUSED_PATTERNS_3D if rank == 5 else FUSED_PATTERNS_2D
     all_patterns = PATTERNS_3D if rank == 5 else PATTERNS_2D
     if pattern not in patterns:
@@ -94,12 +109,18 @@ def _scan(fn: str, x, delta, A, B, C, D, delta_bias, delta_softplus, pattern, ba
     if isinstance(x, torch.Tensor) and x.dim() == rank:
         D = as_channel_vector(fn, "D", D, k * x.shape[1], x.device, label="K*c")
         delta_bias = as_channel_vector(fn, "delta_bias", delta_bias, k * x.shape[1], x.device, label="K*c")
-    b, c, sizes, n = check_fused_inputs(fn, x, delta, A, B, C, D, delta_bias, pattern, rank, k, out_dtype)
+    b, c, sizes, n = check_fused_inputs(fn, x, delta, A, B, C, D, delta_bias, pattern, rank, k, out_dtype,
+                                        delta_proj_weight)
     triton_options = check_options(fn, triton_options)
     backend = pick_backend(fn, backend, x.device, BACKENDS)
     length = 1
     for s in sizes:
         length *= s
+    in_kernel = (backend == "numba" and delta_proj_weight is not None
+                 and delta_proj_weight.shape[2] <= NUMBA_IN_KERNEL_MAX_RANK
+                 and not needs_autograd(x, delta, A, B, C, D, delta_bias, delta_proj_weight))
+    if delta_proj_weight is not None and not in_kernel:
+        delta = _expand(delta, delta_proj_weight)
     if backend == "triton":
         from .triton import selective_scan_gather_triton  # lazily: it imports triton
 
@@ -114,8 +135,9 @@ def _scan(fn: str, x, delta, A, B, C, D, delta_bias, delta_softplus, pattern, ba
         from .numba_cpu import selective_scan_routes_numba  # lazily: it imports numba
 
         out = selective_scan_routes_numba(
-            x.reshape(b, c, length), delta.reshape(b, k, c, length), A, B.reshape(b, k, n, length),
-            C.reshape(b, k, n, length), index, D, delta_bias, delta_softplus)
+            x.reshape(b, c, length), delta.reshape(b, k, delta.shape[2], length), A, B.reshape(b, k, n, length),
+            C.reshape(b, k, n, length), index, D, delta_bias, delta_softplus,
+            delta_proj_weight if in_kernel else None)
         return out.reshape(b, c, *sizes).to(out_dtype or x.dtype)  # a view: channels-last strides
     # unfused chain (also the oracle of the fused kernels)
     xs = cross_scan_3d(x, pattern) if rank == 5 else cross_scan(x, pattern)  # (b, K, c, L)
@@ -142,6 +164,7 @@ def selective_scan_2d(
     backend: Backend | None = None,
     out_dtype: torch.dtype | None = None,
     triton_options: TritonScanOptions | None = None,
+    delta_proj_weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Selective scan over the K routes of a 2-D ``pattern``, merged back onto the map.
 
@@ -158,13 +181,17 @@ def selective_scan_2d(
         out_dtype: dtype of the result (default x's).
         triton_options: how the fused Triton kernels run (``TritonScanOptions``: e.g. the merge
             scheme ``fused_atomic``; None = the defaults); the other backends do not read it.
+        delta_proj_weight: (K, c, R), same dtype as x, or None. Given, ``delta`` holds low-rank factors
+            (b, K, R, *spatial) and route k's step sizes are ``delta_proj_weight[k] @ delta[:, k]`` (Mamba's
+            dt_proj); the numba inference kernel expands them step by step for R <= 16, the other paths
+            with one GEMM first (gradients flow to both through it).
 
     Returns:
         (b, c, H, W): sum over routes of each route's scan output at the pixels it visits.
         See the module docstring for the exact layout.
     """
     return _scan("selective_scan_2d", x, delta, A, B, C, D, delta_bias, delta_softplus, pattern, backend,
-                 out_dtype, 4, triton_options)
+                 out_dtype, 4, triton_options, delta_proj_weight)
 
 
 @torch.compiler.disable
@@ -181,8 +208,9 @@ def selective_scan_3d(
     backend: Backend | None = None,
     out_dtype: torch.dtype | None = None,
     triton_options: TritonScanOptions | None = None,
+    delta_proj_weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``selective_scan_2d`` for volumes: x (b, c, D, H, W), delta (b, K, c, D, H, W),
     B and C (b, K, n, D, H, W), pattern "tri6" (K 6); returns (b, c, D, H, W); other arguments as there."""
     return _scan("selective_scan_3d", x, delta, A, B, C, D, delta_bias, delta_softplus, pattern, backend,
-                 out_dtype, 5, triton_options)
+                 out_dtype, 5, triton_options, delta_proj_weight)

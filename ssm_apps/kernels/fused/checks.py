@@ -15,11 +15,13 @@ def _fail(fn: str, name: str, expected: str, t: torch.Tensor) -> None:
     raise ValueError(f"{fn}: argument '{name}' must be {expected}; got shape {_shape(t)} dtype {t.dtype}")
 
 
-def check_fused_inputs(fn: str, x, delta, A, B, C, D, delta_bias, pattern: str, rank: int, k: int, out_dtype) -> tuple:
+def check_fused_inputs(fn: str, x, delta, A, B, C, D, delta_bias, pattern: str, rank: int, k: int, out_dtype,
+                       delta_proj_weight=None) -> tuple:
     """Validate a fused call; returns (b, c, spatial sizes, n)."""
-    names = {"x": x, "delta": delta, "A": A, "B": B, "C": C, "D": D, "delta_bias": delta_bias}
+    names = {"x": x, "delta": delta, "A": A, "B": B, "C": C, "D": D, "delta_bias": delta_bias,
+             "delta_proj_weight": delta_proj_weight}
     for name, t in names.items():
-        if t is None and name in ("D", "delta_bias"):
+        if t is None and name in ("D", "delta_bias", "delta_proj_weight"):
             continue
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"{fn}: argument '{name}' must be a torch.Tensor; got {type(t).__name__}")
@@ -33,8 +35,18 @@ def check_fused_inputs(fn: str, x, delta, A, B, C, D, delta_bias, pattern: str, 
         _fail(fn, "A", f"float32 (K*c, n) = ({k * c}, n) with 1 <= n <= {MAX_D_STATE} (K = {k} for {pattern!r})", A)
     n = A.shape[1]
     sp = ", ".join(str(s) for s in sizes)
-    if _shape(delta) != (b, k, c, *sizes) or delta.dtype != x.dtype:
-        _fail(fn, "delta", f"(b, K, c, {sp_names}) = ({b}, {k}, {c}, {sp}) per pixel, dtype {x.dtype} like x", delta)
+    if delta_proj_weight is None:
+        if _shape(delta) != (b, k, c, *sizes) or delta.dtype != x.dtype:
+            _fail(fn, "delta", f"(b, K, c, {sp_names}) = ({b}, {k}, {c}, {sp}) per pixel, dtype {x.dtype} like x",
+                  delta)
+    else:
+        w = delta_proj_weight
+        if w.dim() != 3 or _shape(w)[:2] != (k, c) or w.shape[2] < 1 or w.dtype != x.dtype:
+            _fail(fn, "delta_proj_weight", f"(K, c, R) = ({k}, {c}, R) with R >= 1, dtype {x.dtype} like x", w)
+        r = w.shape[2]
+        if _shape(delta) != (b, k, r, *sizes) or delta.dtype != x.dtype:
+            _fail(fn, "delta", f"(b, K, R, {sp_names}) = ({b}, {k}, {r}, {sp}) low-rank factors per pixel (with "
+                  f"delta_proj_weight), dtype {x.dtype} like x", delta)
     for name, t in (("B", B), ("C", C)):
         if _shape(t) != (b, k, n, *sizes) or t.dtype != x.dtype:
             _fail(fn, name, f"(b, K, n, {sp_names}) = ({b}, {k}, {n}, {sp}) per pixel, dtype {x.dtype} like x", t)
