@@ -16,6 +16,8 @@ Layout ("spatial layout": every per-step input is given at the pixel the step vi
   uses at the step that visits pixel (h, w). (VMamba computes it with one einsum over x in
   spatial order -- the same numbers as projecting the scanned copies.)
 * B, C: (b, K, n, H, W), same dtype as x, per pixel likewise (route k's channels read group k).
+* Or low-rank step sizes: delta (b, K, R, H, W) with ``delta_proj_weight`` (K, c, R), route k's step sizes
+  ``delta_proj_weight[k] @ delta[:, k]`` (Mamba's dt_proj).
 * A: (K*c, n) float32 (row k*c + i: channel i of route k); D, delta_bias: (K*c,) float32.
 * Returns (b, c, H, W) in ``out_dtype`` (default x's dtype): at each pixel the sum over the K
   routes of the scan output ``y_k`` at the step that visits it (plus ``D x`` per route).
@@ -116,9 +118,9 @@ def _scan(fn: str, x, delta, A, B, C, D, delta_bias, delta_softplus, pattern, ba
     length = 1
     for s in sizes:
         length *= s
-    in_kernel = (backend == "numba" and delta_proj_weight is not None
-                 and delta_proj_weight.shape[2] <= NUMBA_IN_KERNEL_MAX_RANK
-                 and not needs_autograd(x, delta, A, B, C, D, delta_bias, delta_proj_weight))
+    grad = needs_autograd(x, delta, A, B, C, D, delta_bias, delta_proj_weight)
+    in_kernel = (backend == "numba" and not grad and delta_proj_weight is not None
+                 and delta_proj_weight.shape[2] <= NUMBA_IN_KERNEL_MAX_RANK)
     if delta_proj_weight is not None and not in_kernel:
         delta = _expand(delta, delta_proj_weight)
     if backend == "triton":
@@ -131,7 +133,7 @@ def _scan(fn: str, x, delta, A, B, C, D, delta_bias, delta_softplus, pattern, ba
             options=triton_options)
         return out.view(b, c, *sizes)
     index = index_on(pattern, sizes, x.device)
-    if backend == "numba" and not needs_autograd(x, delta, A, B, C, D, delta_bias):
+    if backend == "numba" and not grad:
         from .numba_cpu import selective_scan_routes_numba  # lazily: it imports numba
 
         out = selective_scan_routes_numba(
