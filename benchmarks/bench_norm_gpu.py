@@ -12,11 +12,13 @@ channels_last memory (VMamba-T's norms see both):
 1. correctness first: output and dx / dweight / dbias of ours against a float64 ``F.layer_norm``
    oracle (raises beyond the tolerances below); the current path's errors are reported beside;
 2. ``triton.testing.do_bench`` medians of the forward (grad mode on) and of forward + backward
-   (``torch.autograd.grad`` w.r.t. x, weight, bias) for both paths;
+   (``torch.autograd.grad`` w.r.t. x, weight, bias) for both paths, and the same calls replayed
+   from a CUDA graph (``do_bench_cudagraph``: GPU time without the host's launch work, which
+   dominates the eager figures of the small maps);
 3. the floor: bytes the kernels must move (forward: x in, y out, 8 B/pixel of statistics;
    backward: x, dy in, dx out) over the device-to-device copy bandwidth measured in the same run.
-``--sweep`` also times our kernels over tile sizes (elements x warps, forward and backward tiles
-separately) at every shape. Prints a table and writes benchmarks/results/norm_<gpu>.json (``--out``).
+``--sweep`` also times our forward kernel over tile sizes (elements x warps) at every shape (the
+backward's tile is chosen by Triton's autotuner; the JSON lists its choice per shape). Prints a table and writes benchmarks/results/norm_<gpu>.json (``--out``).
 
 ``--device cpu`` runs the same code on tiny shapes through the Triton interpreter (set before
 triton is imported); its timings mean nothing, it checks that the script runs end to end.
@@ -82,6 +84,16 @@ def bench_ms(fn, device: str, rep: int = 100) -> float:
     return (time.perf_counter() - t0) * 1e3
 
 
+def graph_ms(fn, device: str) -> float | None:
+    """Mean ms per call replayed from a CUDA graph (``triton.testing.do_bench_cudagraph``); None off CUDA."""
+    if device != "cuda":
+        return None
+    import triton.testing
+
+    fn()  # autotuning and lazy allocations before the capture
+    return triton.testing.do_bench_cudagraph(fn, rep=100)
+
+
 def copy_tbps(device: str) -> float | None:
     """Device-to-device copy bandwidth (read + write bytes per second, TB/s)."""
     if device != "cuda":
@@ -145,14 +157,20 @@ def check(x, weight, bias, dy, dtype_name: str, autocast: bool) -> dict:
     return out
 
 
-def time_case(path: str, x, weight, bias, dy, autocast: bool, device: str, rep: int = 100) -> tuple[float, float]:
+def time_case(path: str, x, weight, bias, dy, autocast: bool, device: str, rep: int = 100,
+              graph: bool = False) -> tuple[float, float]:
+    """(forward ms, forward + backward ms): eager ``do_bench`` medians, or with ``graph`` CUDA-graph replays."""
     leaves = [t.detach().requires_grad_() for t in (x, weight, bias)]
-    fwd = bench_ms(lambda: run_path(path, *leaves, autocast), device, rep)
+
+    def fwd():
+        run_path(path, *leaves, autocast)
 
     def fwd_bwd():
         torch.autograd.grad(run_path(path, *leaves, autocast), leaves, dy)
 
-    return fwd, bench_ms(fwd_bwd, device, rep)
+    if graph:
+        return graph_ms(fwd, device), graph_ms(fwd_bwd, device)
+    return bench_ms(fwd, device, rep), bench_ms(fwd_bwd, device, rep)
 
 
 def case_bytes(b, c, h, w, in_size: int, out_size: int) -> tuple[int, int]:
@@ -186,6 +204,8 @@ def main() -> None:
                     for path in ("ours", "current"):
                         row[f"{path}_fwd_ms"], row[f"{path}_fwd_bwd_ms"] = time_case(
                             path, x, weight, bias, dy, autocast, device)
+                        row[f"{path}_fwd_graph_ms"], row[f"{path}_fwd_bwd_graph_ms"] = time_case(
+                            path, x, weight, bias, dy, autocast, device, graph=True)
                     fb, fbb = case_bytes(batch, c, h, w, x.element_size(), 2 if autocast else x.element_size())
                     row["bytes_fwd"], row["bytes_fwd_bwd"] = fb, fbb
                     if bw:
@@ -193,6 +213,8 @@ def main() -> None:
                         row["floor_fwd_bwd_ms"] = fbb / (bw * 1e12) * 1e3
                     row["speedup_fwd"] = row["current_fwd_ms"] / row["ours_fwd_ms"]
                     row["speedup_fwd_bwd"] = row["current_fwd_bwd_ms"] / row["ours_fwd_bwd_ms"]
+                    if row["ours_fwd_bwd_graph_ms"]:
+                        row["speedup_fwd_bwd_graph"] = row["current_fwd_bwd_graph_ms"] / row["ours_fwd_bwd_graph_ms"]
                     del x, dy
                 except Exception as exc:  # an ERROR row; go on, exit non-zero at the end
                     row["error"] = f"{type(exc).__name__}: {exc}"[:400]
@@ -201,9 +223,10 @@ def main() -> None:
                 print({k: v for k, v in row.items() if k != "errors_vs_float64"}, flush=True)
     sweep = run_sweep(batch, shapes, device) if ARGS.sweep else []
     print(f"\n{gpu}, torch {torch.__version__}, batch {batch}, copy {bw or float('nan'):.2f} TB/s "
-          f"(ms: do_bench medians; floor = bytes moved / copy bandwidth)")
+          f"(ms: do_bench medians; graph: CUDA-graph replays; floor = bytes moved / copy bandwidth)")
     print(f"{'dtype':9s} {'layout':14s} {'C x H x W':13s} {'ours fwd':>9s} {'cur fwd':>8s} {'x':>5s} {'floor':>6s} "
-          f"{'ours f+b':>9s} {'cur f+b':>8s} {'x':>5s} {'floor':>6s} {'err y / dx / dw':>22s}")
+          f"{'ours f+b':>9s} {'cur f+b':>8s} {'x':>5s} {'graph ours':>10s} {'graph cur':>9s} {'floor':>6s} "
+          f"{'err y / dx / dw':>22s}")
     per_step = {}
     for r in rows:
         label = f"{r['dtype']:9s} {r['layout']:14s} {'x'.join(map(str, r['shape'][1:])):13s}"
@@ -215,36 +238,43 @@ def main() -> None:
               f"{e['dweight']['max_abs_over_max_ref']:.0e}"
         print(f"{label} {r['ours_fwd_ms']:9.3f} {r['current_fwd_ms']:8.3f} {r['speedup_fwd']:5.2f} "
               f"{r.get('floor_fwd_ms', float('nan')):6.3f} {r['ours_fwd_bwd_ms']:9.3f} {r['current_fwd_bwd_ms']:8.3f} "
-              f"{r['speedup_fwd_bwd']:5.2f} {r.get('floor_fwd_bwd_ms', float('nan')):6.3f} {err:>22s}")
+              f"{r['speedup_fwd_bwd']:5.2f} {r['ours_fwd_bwd_graph_ms'] or float('nan'):10.3f} "
+              f"{r['current_fwd_bwd_graph_ms'] or float('nan'):9.3f} {r.get('floor_fwd_bwd_ms', float('nan')):6.3f} "
+              f"{err:>22s}")
         key = (r["dtype"], r["layout"])
-        acc = per_step.setdefault(key, {"ours_fwd_bwd_ms": 0.0, "current_fwd_bwd_ms": 0.0, "floor_fwd_bwd_ms": 0.0})
+        acc = per_step.setdefault(key, dict.fromkeys(("ours_fwd_bwd_ms", "current_fwd_bwd_ms", "ours_fwd_bwd_graph_ms",
+                                                      "current_fwd_bwd_graph_ms", "floor_fwd_bwd_ms"), 0.0))
         for k in acc:
-            acc[k] += r.get(k, float("nan")) * r["calls_per_vmamba_t_forward"]
+            acc[k] += (r.get(k) or float("nan")) * r["calls_per_vmamba_t_forward"]
     summary = []
     for (dt, layout), acc in per_step.items():
         summary.append({"dtype": dt, "layout": layout, **acc})
-        print(f"VMamba-T step ({dt}, all {layout}): {sum(sh[3] for sh in shapes)} norms fwd+bwd ours {acc['ours_fwd_bwd_ms']:.2f} ms, "
-              f"current {acc['current_fwd_bwd_ms']:.2f} ms, floor {acc['floor_fwd_bwd_ms']:.2f} ms")
+        print(f"VMamba-T step ({dt}, all {layout}): {sum(sh[3] for sh in shapes)} norms fwd+bwd ours "
+              f"{acc['ours_fwd_bwd_ms']:.2f} ms (graph {acc['ours_fwd_bwd_graph_ms']:.2f}), current "
+              f"{acc['current_fwd_bwd_ms']:.2f} ms (graph {acc['current_fwd_bwd_graph_ms']:.2f}), "
+              f"floor {acc['floor_fwd_bwd_ms']:.2f} ms")
     for entry in sweep:
-        for kind in ("fwd", "bwd"):
-            sw = entry[kind]
-            if sw["best"] is None:
-                print(f"sweep {kind} {entry['shape']}: every tile failed: {sw['trials']}")
-                continue
-            times = " ".join(f"{t['tile_elems']}/{t['num_warps']}w:{t.get(sw['timed_by'], float('nan')):.3f}"
-                             for t in sw["trials"])
-            print(f"sweep {kind} tile {entry['shape']} ({sw['timed_by']}; default {sw['default']['tile_elems']}/"
-                  f"{sw['default']['num_warps']}w): {times}")
+        if entry["best"] is None:
+            print(f"sweep fwd {entry['shape']}: every tile failed: {entry['trials']}")
+            continue
+        times = " ".join(f"{t['tile_elems']}/{t['num_warps']}w:{t.get('fwd_ms', float('nan')):.3f}"
+                         for t in entry["trials"])
+        print(f"sweep fwd tile {entry['shape']} (default {entry['default']['tile_elems']}/"
+              f"{entry['default']['num_warps']}w): {times}")
+    tuned = {str(k): str(v) for k, v in getattr(norm_triton._ln2d_bwd_tuned, "cache", {}).items()}
+    for k, v in tuned.items():
+        print(f"backward autotuned: {k} -> {v}")
     slug = re.sub(r"[^a-z0-9]+", "_", gpu.lower()).strip("_")
     out = ARGS.out or REPO / "benchmarks" / "results" / f"norm_{slug}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({
         "device": gpu, "torch": torch.__version__, "batch": batch, "copy_TBps": bw,
         "tile": {name: getattr(norm_triton, name) for name in (
-            "FWD_TILE_ELEMS", "FWD_NUM_WARPS", "BWD_TILE_ELEMS", "BWD_NUM_WARPS")} | {
-                 "BWD_MIN_PIXELS": norm_triton.BWD_MIN_PIXELS, "BWD_MIN_PROGRAMS": norm_triton.BWD_MIN_PROGRAMS},
+            "FWD_TILE_ELEMS", "FWD_NUM_WARPS", "BWD_TILES", "BWD_TILES_PER_PROGRAM")},
+        "backward_autotuned": tuned,
         "timing": "triton.testing.do_bench median (warmup 25 ms, rep 100 ms); fwd with grad mode on; "
-                  "fwd_bwd = forward + torch.autograd.grad w.r.t. x, weight, bias",
+                  "fwd_bwd = forward + torch.autograd.grad w.r.t. x, weight, bias; *_graph_ms: "
+                  "triton.testing.do_bench_cudagraph mean (rep 100 ms), the calls replayed from a CUDA graph",
         "current": "permute -> F.layer_norm -> permute (LayerNorm2d; under autocast in bf16 with bf16 weight/bias)",
         "rows": rows, "vmamba_t_step": summary, "sweep": sweep}, indent=2))
     print(f"wrote {out}")
@@ -253,40 +283,30 @@ def main() -> None:
 
 
 def run_sweep(batch: int, shapes, device: str) -> list[dict]:
-    """Our kernels over tile sizes, bf16 under autocast, contiguous maps: the forward tile timed by the
-    forward, then the backward tile timed by forward + backward (forward tile at its default)."""
+    """Our forward kernel over tile sizes, bf16 under autocast, contiguous maps, timed by the forward."""
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
-    names = {"fwd": ("FWD_TILE_ELEMS", "FWD_NUM_WARPS"), "bwd": ("BWD_TILE_ELEMS", "BWD_NUM_WARPS")}
     results = []
     for c, h, w, _ in shapes:
         x, weight, bias, dy = make_case(batch, c, h, w, dtype, "contiguous", device)
-        entry = {"shape": [batch, c, h, w]}
-        for kind, (elems_name, warps_name) in names.items():
-            saved = getattr(norm_triton, elems_name), getattr(norm_triton, warps_name)
-            trials = []
-            try:
-                for tile, warps in SWEEP if device == "cuda" else SWEEP[:2]:
-                    setattr(norm_triton, elems_name, tile)
-                    setattr(norm_triton, warps_name, warps)
-                    trial = {"tile_elems": tile, "num_warps": warps}
-                    try:
-                        check(x, weight, bias, dy, DTYPES["bf16" if dtype == torch.bfloat16 else "fp32"],
-                              dtype == torch.bfloat16)
-                        trial["fwd_ms"], trial["fwd_bwd_ms"] = time_case(
-                            "ours", x, weight, bias, dy, dtype == torch.bfloat16, device, rep=40)
-                    except Exception as exc:
-                        trial["error"] = f"{type(exc).__name__}: {exc}"[:200]
-                    trials.append(trial)
-            finally:
-                setattr(norm_triton, elems_name, saved[0])
-                setattr(norm_triton, warps_name, saved[1])
-            ok = [t for t in trials if "error" not in t]
-            key = "fwd_ms" if kind == "fwd" else "fwd_bwd_ms"
-            entry[kind] = {"default": {"tile_elems": saved[0], "num_warps": saved[1]}, "trials": trials,
-                           "best": min(ok, key=lambda t: t[key]) if ok else None, "timed_by": key}
-        results.append(entry)
+        saved = norm_triton.FWD_TILE_ELEMS, norm_triton.FWD_NUM_WARPS
+        trials = []
+        try:
+            for tile, warps in SWEEP if device == "cuda" else SWEEP[:2]:
+                norm_triton.FWD_TILE_ELEMS, norm_triton.FWD_NUM_WARPS = tile, warps
+                trial = {"tile_elems": tile, "num_warps": warps}
+                try:
+                    check(x, weight, bias, dy, DTYPES["bf16" if dtype == torch.bfloat16 else "fp32"],
+                          dtype == torch.bfloat16)
+                    trial["fwd_ms"], _ = time_case("ours", x, weight, bias, dy, dtype == torch.bfloat16, device, rep=40)
+                except Exception as exc:
+                    trial["error"] = f"{type(exc).__name__}: {exc}"[:200]
+                trials.append(trial)
+        finally:
+            norm_triton.FWD_TILE_ELEMS, norm_triton.FWD_NUM_WARPS = saved
+        ok = [t for t in trials if "error" not in t]
+        results.append({"shape": [batch, c, h, w], "default": {"tile_elems": saved[0], "num_warps": saved[1]},
+                        "trials": trials, "best": min(ok, key=lambda t: t["fwd_ms"]) if ok else None})
     return results
-
 
 if __name__ == "__main__":
     main()

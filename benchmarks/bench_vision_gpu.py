@@ -15,9 +15,10 @@ Per model, random inputs at ``--size`` (224), batch ``--batch`` (128):
 - ``--compile``: each model also through ``torch.compile`` (inductor), inference and training;
 - ``--cuda-graph``: the same training step captured whole in one CUDA graph (``torch.cuda.graph``;
   AdamW ``capturable=True``, autocast cache off) and replayed, with the same statistics, or the
-  reason the capture failed;
+  reason the capture failed (``--no-eager``: only these rows);
 then ratios of ours against the official VMamba figures measured on an H200 (OFFICIAL_H200, from
-../shared/anchors/vmamba_official_vs_ours_h200.json) and against ``convnext_tiny`` in the same run,
+../shared/anchors/vmamba_official_vs_ours_h200.json) and against ``convnext_tiny`` in the same run
+and mode (eager, graph or compiled),
 and a profile of one training step of ``--profile`` (where the time goes): by CUDA kernel, by
 module (forward) and by autograd node (backward), with its kernel time against the measured step.
 
@@ -342,12 +343,13 @@ def _profile(model, args, top: int) -> dict:
 
 
 def add_ratios(rows: list[dict], tf32: str) -> None:
-    """Ratios (> 1: ours faster) against the official H200 figures and against convnext_tiny's row."""
-    base = next((r for r in rows if r["model"] == REFERENCE_BASELINE and "error" not in r
-                 and not r["cuda_graph"] and not r["compiled"]), None)
+    """Ratios (> 1: ours faster) against the official H200 figures and against convnext_tiny's row of the
+    same mode (eager, CUDA graph or compiled)."""
     for r in rows:
         if "error" in r:
             continue
+        base = next((b for b in rows if b["model"] == REFERENCE_BASELINE and "error" not in b
+                     and b["cuda_graph"] == r["cuda_graph"] and b["compiled"] == r["compiled"]), None)
         off = OFFICIAL_H200.get(r["model"])
         if off:
             official = {"infer_fp32": off["infer_fp32"][tf32], "infer_bf16": off["infer_bf16"],
@@ -403,6 +405,7 @@ def main() -> None:
     p.add_argument("--tf32", choices=["on", "off"], default="on",
                    help="TF32 for cuDNN convolutions and matmuls (official VMamba's 1x1 convs: on)")
     p.add_argument("--cuda-graph", action="store_true", help="also time the training step captured in a CUDA graph")
+    p.add_argument("--no-eager", action="store_true", help="leave out the eager rows (with --cuda-graph or --compile)")
     p.add_argument("--compile", action="store_true", help="also measure each model under torch.compile")
     p.add_argument("--profile", default="vmamba_tiny_s1l8", help="model to profile ('' for none)")
     p.add_argument("--device", choices=["cuda", "cpu"], default="cuda", help="cpu: smoke run only")
@@ -419,7 +422,7 @@ def main() -> None:
     torch.backends.cudnn.benchmark = True
     gpu = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
     rows = []
-    variants = [(False, False)]
+    variants = [] if args.no_eager and (args.cuda_graph or args.compile) else [(False, False)]
     if args.cuda_graph and args.device == "cuda":
         variants.append((True, False))
     if args.compile:

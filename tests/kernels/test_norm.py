@@ -3,7 +3,8 @@
 The Triton kernels run on CPU tensors through the Triton interpreter (tests/conftest.py sets
 TRITON_INTERPRET=1 before triton is imported), whose tile is 16 elements: with C = 5 or 7
 (8 rows of the tile, 3 masked) a program covers 2 pixels, so H*W = 15 leaves a half-masked last
-block, and the backward's 2 batch rows per program leave a half-empty last program at B = 3.
+block, and a backward program walks 3 such tiles, across batch rows (B = 2: 16 tiles, the last
+program 1).
 Maps are fed contiguous, channels_last, as a channel slice (strided, read in place) and
 transposed in (H, W) (copied once), with outputs checked for their requested memory layout.
 """
@@ -198,3 +199,20 @@ def test_triton_backend_refuses_cpu_tensors_outside_the_interpreter(monkeypatch)
         layer_norm_2d(x, backend="triton")
     torch.testing.assert_close(layer_norm_2d(x), F.layer_norm(x.permute(0, 2, 3, 1), (5,)).permute(0, 3, 1, 2),
                                rtol=0, atol=0)  # backend None on CPU: the PyTorch path
+
+
+@pytest.mark.parametrize("channels,tiles", [
+    (48, {(1024, 4), (2048, 4), (2048, 8), (4096, 8)}),   # BLOCK_C 64: every tile
+    (768, {(1024, 4), (2048, 4), (2048, 8), (4096, 8)}),  # BLOCK_C 1024: BLOCK_P 1 .. 4
+    (3000, {(4096, 8)}),                                  # BLOCK_C 4096: one pixel
+    (5000, {(8192, 8)}),                                  # BLOCK_C 8192: beyond BWD_TILES
+])
+def test_backward_autotune_configs_hold_all_channels(channels, tiles):
+    """The GPU autotuner times only tiles of all BLOCK_C channels x >= 1 pixel, each with every
+    ``BWD_TILES_PER_PROGRAM`` (the interpreter runs the kernel with one fixed small tile instead)."""
+    block_c = norm_triton._block_c(channels)
+    configs = norm_triton._bwd_configs_for(norm_triton._BWD_CONFIGS, {}, BLOCK_C=block_c)
+    got = {(cfg.kwargs["BLOCK_P"] * block_c, cfg.num_warps) for cfg in configs}
+    assert got == tiles
+    assert len(configs) == len(tiles) * len(norm_triton.BWD_TILES_PER_PROGRAM)
+    assert all(cfg.kwargs["BLOCK_P"] >= 1 for cfg in configs)

@@ -15,23 +15,29 @@ strides collapse into one pixel stride (``stride_h == W * stride_w``): contiguou
 equal to 1, so the same kernel compiles to loads coalesced along the pixels (NCHW) or along the
 channels (channels_last). Other maps are copied once (``_pixel_view``).
 
-A program owns a tile of ``BLOCK_C`` (all C, rounded up to a power of two) x ``BLOCK_P`` pixels of
-one batch row (forward) or of ``rows_per_program`` batch rows at the same pixels (backward, so
-that its per-channel partial sums cover more pixels). The backward recomputes x_hat from
-the saved float32 mean and rstd and forms, per pixel::
+A forward program owns a tile of ``BLOCK_C`` (all C, rounded up to a power of two) x ``BLOCK_P``
+pixels of one batch row. The backward recomputes x_hat from the saved float32 mean and rstd and
+forms, per pixel::
 
     g  = dy * weight
     dx = rstd * (g - mean_c(g) - x_hat * mean_c(g * x_hat))
 
-while accumulating sum(dy * x_hat) and sum(dy) per channel over its pixels and rows in registers;
-those partial sums (one row of ``C`` per program, float32) are reduced on the host side by one
-``sum``. Bytes moved: forward x in, y out (+ 8 bytes per pixel of statistics); backward x, dy in,
-dx out.
+A backward program walks a contiguous run of tiles (batch row by batch row, pixel block by pixel
+block; ``BWD_PROGRAMS_PER_SM`` programs per multiprocessor share the tiles evenly) and adds
+dy * x_hat and dy into two register tiles, reduced over the pixels once at its end: one row of
+``C`` float32 partial sums of dweight / dbias per program, summed by one ``sum`` afterwards. (The
+first version gave each program one tile and reduced across its warps per tile: 0.3 ms per call,
+14.3 ms of a VMamba-T step on an H200, 13x the bytes-moved floor.) Bytes moved: forward x in,
+y out (+ 8 bytes per pixel of statistics); backward x, dy in, dx out.
 
-Tiles: ``FWD_TILE_ELEMS`` / ``BWD_TILE_ELEMS`` elements per program (``BLOCK_P`` = that / ``BLOCK_C``,
-at least 1) with ``FWD_NUM_WARPS`` / ``BWD_NUM_WARPS`` warps; offsets inside a batch row are int32
-(``WIDE``: int64 where a row spans 2^31 elements). Under ``TRITON_INTERPRET=1`` (CPU tests) a small tile (``INTERPRET_TILE``)
-so that tiny test maps span several programs and a partial last block.
+Tiles: the forward uses ``FWD_TILE_ELEMS`` elements per program (``BLOCK_P`` = that / ``BLOCK_C``,
+at least 1) with ``FWD_NUM_WARPS`` warps; the backward's tile (elements, warps) is chosen on the
+GPU by Triton's autotuner among ``BWD_TILES``, per channel count, pixel count, batch, strides and
+dtypes (the first call of a new shape times them; warm up before a CUDA-graph capture). Offsets
+inside a batch row are int32 (``WIDE``: int64 where a row spans 2^31 elements). Under
+``TRITON_INTERPRET=1`` (CPU tests) a small tile (``INTERPRET_TILE``) and ``INTERPRET_PROGRAMS``
+backward programs, so that tiny test maps span several tiles per program, a partial last block and
+idle programs.
 """
 from __future__ import annotations
 
@@ -42,18 +48,21 @@ import torch
 import triton
 import triton.language as tl
 
-#: Elements of one program's tile (BLOCK_C x BLOCK_P) and its warps, compiled, forward and backward
-#: (sm_90 compile check: no spills, at most 64 / 146 registers at VMamba's shapes).
+#: Elements of one forward program's tile (BLOCK_C x BLOCK_P) and its warps, compiled.
 FWD_TILE_ELEMS, FWD_NUM_WARPS = 4096, 8
-BWD_TILE_ELEMS, BWD_NUM_WARPS = 2048, 8
-#: A backward program walks enough batch rows to cover this many pixels (fewer partial sums to
-#: write and reduce), as long as at least BWD_MIN_PROGRAMS programs remain.
-BWD_MIN_PIXELS = 32
-BWD_MIN_PROGRAMS = 1024
+#: The backward tiles (elements of BLOCK_C x BLOCK_P, warps) the autotuner times on a GPU; a tile
+#: smaller than BLOCK_C is left out for that channel count (above 4,096 channels: one pixel, 8 warps).
+#: sm_90 compile of VMamba's shapes: 64-128 registers, no spills; 8,192-element tiles spill.
+BWD_TILES = ((1024, 4), (2048, 4), (2048, 8), (4096, 8))
+#: Tiles one backward program walks (timed by the autotuner too): more amortise its partial sums,
+#: fewer leave more programs to balance across the multiprocessors.
+BWD_TILES_PER_PROGRAM = (4, 16, 64)
 #: Largest channel count held in one tile (power of two); beyond it the Triton path refuses.
 MAX_BLOCK_C = 8192
-#: The tile under the Triton interpreter (elements), small so tiny maps span several programs.
+#: The tile under the Triton interpreter (elements), small so tiny maps span several programs, and
+#: the tiles per backward program there.
 INTERPRET_TILE = 16
+INTERPRET_TILES_PER_PROGRAM = 3
 
 
 def _interpreting() -> bool:
@@ -115,46 +124,48 @@ def _ln2d_fwd_kernel(
     tl.store(rstd_ptr + row * P + offs_p, rstd, mask=mask_p)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["tiles_per_program"])
 def _ln2d_bwd_kernel(
     # pointers
     x_ptr, w_ptr, dy_ptr, mean_ptr, rstd_ptr, dx_ptr, dw_part_ptr, db_part_ptr,
     # sizes
-    B, C, P, rows_per_program,
+    B, C, P,
     # strides
     stride_x_b, stride_x_c, stride_x_p,
     stride_dy_b, stride_dy_c, stride_dy_p,
     stride_dx_b, stride_dx_c, stride_dx_p,
+    # work per program
+    tiles_per_program,
     # meta-parameters
     HAS_WEIGHT: tl.constexpr, NEED_DW: tl.constexpr, NEED_DB: tl.constexpr, WIDE: tl.constexpr,
     BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr,
 ):
-    # program (pid_p, pid_b) as in the forward; writes one row of C partial sums of dweight / dbias
-    # at row pid_b * n_pblk + pid_p of the (programs, C) partial buffers
-    pid_p = tl.program_id(0)
-    pid_b = tl.program_id(1)
-    n_pblk = tl.num_programs(0)
+    # program pid walks tiles [pid * tiles_per_program, +tiles_per_program) of the B * n_pblk tiles
+    # (tile t: batch row t // n_pblk, pixel block t % n_pblk) and writes one row of C partial sums
+    # of dweight / dbias at row pid of the (programs, C) partial buffers
+    pid = tl.program_id(0)
+    n_pblk = tl.cdiv(P, BLOCK_P)
+    start = pid * tiles_per_program
+    end = tl.minimum(start + tiles_per_program, B * n_pblk)
     offs_c = tl.arange(0, BLOCK_C)
-    offs_p = pid_p * BLOCK_P + tl.arange(0, BLOCK_P)
     mask_c = offs_c < C
-    mask_p = offs_p < P
-    mask = mask_c[:, None] & mask_p[None, :]
     if HAS_WEIGHT:
         w = tl.load(w_ptr + offs_c, mask=mask_c, other=0.0).to(tl.float32)
-    cc, pp = _in_row(offs_c, offs_p, WIDE)
-    dw_acc = tl.zeros([BLOCK_C], dtype=tl.float32)
-    db_acc = tl.zeros([BLOCK_C], dtype=tl.float32)
-    for i in range(rows_per_program):
-        row = pid_b * rows_per_program + i
-        row_mask = mask & (row < B)
-        stat_mask = mask_p & (row < B)
-        x_ptrs = x_ptr + row.to(tl.int64) * stride_x_b + cc * stride_x_c + pp * stride_x_p
-        dy_ptrs = dy_ptr + row.to(tl.int64) * stride_dy_b + cc * stride_dy_c + pp * stride_dy_p
-        x = tl.load(x_ptrs, mask=row_mask, other=0.0).to(tl.float32)
-        dy = tl.load(dy_ptrs, mask=row_mask, other=0.0).to(tl.float32)
-        mean = tl.load(mean_ptr + row.to(tl.int64) * P + offs_p, mask=stat_mask, other=0.0)
-        rstd = tl.load(rstd_ptr + row.to(tl.int64) * P + offs_p, mask=stat_mask, other=0.0)
-        xhat = tl.where(row_mask, (x - mean[None, :]) * rstd[None, :], 0.0)
+    dw_acc = tl.zeros([BLOCK_C, BLOCK_P], dtype=tl.float32)
+    db_acc = tl.zeros([BLOCK_C, BLOCK_P], dtype=tl.float32)
+    for t in range(start, end):
+        row = t // n_pblk
+        offs_p = (t - row * n_pblk) * BLOCK_P + tl.arange(0, BLOCK_P)
+        mask_p = offs_p < P
+        mask = mask_c[:, None] & mask_p[None, :]
+        cc, pp = _in_row(offs_c, offs_p, WIDE)
+        row = row.to(tl.int64)
+        x = tl.load(x_ptr + row * stride_x_b + cc * stride_x_c + pp * stride_x_p, mask=mask, other=0.0).to(tl.float32)
+        dy = tl.load(dy_ptr + row * stride_dy_b + cc * stride_dy_c + pp * stride_dy_p, mask=mask,
+                     other=0.0).to(tl.float32)
+        mean = tl.load(mean_ptr + row * P + offs_p, mask=mask_p, other=0.0)
+        rstd = tl.load(rstd_ptr + row * P + offs_p, mask=mask_p, other=0.0)
+        xhat = tl.where(mask, (x - mean[None, :]) * rstd[None, :], 0.0)
         if HAS_WEIGHT:
             g = dy * w[:, None]
         else:
@@ -162,17 +173,38 @@ def _ln2d_bwd_kernel(
         mean_g = tl.sum(g, axis=0) / C
         mean_gx = tl.sum(g * xhat, axis=0) / C
         dx = (g - mean_g[None, :] - xhat * mean_gx[None, :]) * rstd[None, :]
-        dx_ptrs = dx_ptr + row.to(tl.int64) * stride_dx_b + cc * stride_dx_c + pp * stride_dx_p
-        tl.store(dx_ptrs, dx.to(dx_ptr.dtype.element_ty), mask=row_mask)
+        tl.store(dx_ptr + row * stride_dx_b + cc * stride_dx_c + pp * stride_dx_p, dx.to(dx_ptr.dtype.element_ty),
+                 mask=mask)
         if NEED_DW:
-            dw_acc += tl.sum(dy * xhat, axis=1)
+            dw_acc += dy * xhat
         if NEED_DB:
-            db_acc += tl.sum(dy, axis=1)
-    part = (pid_b * n_pblk + pid_p).to(tl.int64) * C
+            db_acc += dy
+    part = pid.to(tl.int64) * C
     if NEED_DW:
-        tl.store(dw_part_ptr + part + offs_c, dw_acc, mask=mask_c)
+        tl.store(dw_part_ptr + part + offs_c, tl.sum(dw_acc, axis=1), mask=mask_c)
     if NEED_DB:
-        tl.store(db_part_ptr + part + offs_c, db_acc, mask=mask_c)
+        tl.store(db_part_ptr + part + offs_c, tl.sum(db_acc, axis=1), mask=mask_c)
+
+
+def _bwd_configs_for(configs, named_args, **kwargs):
+    """Autotuner pruning: the configs whose tile (BLOCK_C x BLOCK_P elements, warps) is one of ``BWD_TILES``
+    (a one-pixel tile with 8 warps where BLOCK_C exceeds them all)."""
+    block_c = kwargs["BLOCK_C"]
+    tiles = [tile for tile in BWD_TILES if tile[0] >= block_c] or [(block_c, 8)]
+    return [cfg for cfg in configs if (cfg.kwargs["BLOCK_P"] * block_c, cfg.num_warps) in tiles]
+
+
+#: Every (BLOCK_P, tiles per program, warps) the autotuner may time; pruned per BLOCK_C to BWD_TILES.
+_BWD_CONFIGS = [triton.Config({"BLOCK_P": 2**k, "tiles_per_program": tiles}, num_warps=warps)
+                for k in range(14) for tiles in BWD_TILES_PER_PROGRAM for warps in sorted({w for _, w in BWD_TILES})]
+
+#: The backward kernel as launched on a GPU: tile, warps and tiles per program chosen per shape by timing.
+_ln2d_bwd_tuned = triton.autotune(
+    configs=_BWD_CONFIGS,
+    key=["B", "C", "P", "stride_x_c", "stride_x_p", "stride_dy_c", "stride_dy_p", "stride_dx_c", "stride_dx_p",
+         "HAS_WEIGHT", "NEED_DW", "NEED_DB"],
+    prune_configs_by={"early_config_prune": _bwd_configs_for},
+)(_ln2d_bwd_kernel)
 
 
 # ----------------------------------------------------------------------------- launchers
@@ -196,11 +228,17 @@ def _wide(c: int, p: int, *strides: tuple[int, int, int]) -> bool:
     return any(max((c - 1) * abs(sc), (p - 1) * abs(sp)) >= 2**31 for _, sc, sp in strides)
 
 
-def _tile(c: int, elems: int, warps: int) -> tuple[int, int, int]:
-    """(BLOCK_C, BLOCK_P, num_warps) for ``c`` channels and a tile of about ``elems`` elements."""
+def _block_c(c: int) -> int:
+    """BLOCK_C for ``c`` channels: the next power of two, refused beyond ``MAX_BLOCK_C``."""
     block_c = triton.next_power_of_2(c)
     if block_c > MAX_BLOCK_C:
         raise ValueError(f"layer_norm_2d (triton): at most {MAX_BLOCK_C} channels fit one tile; got C={c}")
+    return block_c
+
+
+def _tile(c: int, elems: int, warps: int) -> tuple[int, int, int]:
+    """(BLOCK_C, BLOCK_P, num_warps) for ``c`` channels and a tile of about ``elems`` elements."""
+    block_c = _block_c(c)
     if _interpreting():
         return block_c, max(1, INTERPRET_TILE // block_c), 1
     return block_c, max(1, elems // block_c), warps
@@ -292,28 +330,35 @@ def ln2d_bwd(
     dy, (sdyb, sdyc, sdyp) = _pixel_view(dy)
     dx = torch.empty_like(x)
     dx, (sdxb, sdxc, sdxp) = _pixel_view(dx)
-    block_c, block_p, warps = _tile(c, BWD_TILE_ELEMS, BWD_NUM_WARPS)
-    n_pblk = triton.cdiv(p, block_p)
+    block_c = _block_c(c)
+
+    def programs(config: dict) -> int:
+        return triton.cdiv(b * triton.cdiv(p, config["BLOCK_P"]), config["tiles_per_program"])
+
     if _interpreting():
-        rows = 2
+        configs = [{"BLOCK_P": max(1, INTERPRET_TILE // block_c), "tiles_per_program": INTERPRET_TILES_PER_PROGRAM}]
     else:
-        rows = max(1, min(triton.cdiv(BWD_MIN_PIXELS, block_p), (b * n_pblk) // BWD_MIN_PROGRAMS, b))
-    n_bblk = triton.cdiv(b, rows)
-    parts = torch.empty((2, n_bblk * n_pblk, c), dtype=torch.float32, device=x.device)
-    if x.numel() == 0:
-        parts.zero_()
-    else:
-        with _device(x):
-            _ln2d_bwd_kernel[(n_pblk, n_bblk)](
-                x, weight, dy, mean, rstd, dx, parts[0], parts[1],
-                b, c, p, rows,
+        configs = [cfg.kwargs for cfg in _bwd_configs_for(_BWD_CONFIGS, {}, BLOCK_C=block_c)]
+    # one row of partial sums per program, for the config that needs the most programs
+    parts = torch.empty((2, max(map(programs, configs)), c), dtype=torch.float32, device=x.device)
+    used = 0
+    if x.numel() > 0:
+        args = (x, weight, dy, mean, rstd, dx, parts[0], parts[1],
+                b, c, p,
                 sxb, sxc, sxp,
                 sdyb, sdyc, sdyp,
-                sdxb, sdxc, sdxp,
-                HAS_WEIGHT=weight is not None, NEED_DW=need_dweight, NEED_DB=need_dbias,
-                WIDE=_wide(c, p, (sxb, sxc, sxp), (sdyb, sdyc, sdyp), (sdxb, sdxc, sdxp)),
-                BLOCK_C=block_c, BLOCK_P=block_p, num_warps=warps,
-            )
+                sdxb, sdxc, sdxp)
+        meta = dict(HAS_WEIGHT=weight is not None, NEED_DW=need_dweight, NEED_DB=need_dbias,
+                    WIDE=_wide(c, p, (sxb, sxc, sxp), (sdyb, sdyc, sdyp), (sdxb, sdxc, sdxp)), BLOCK_C=block_c)
+        with _device(x):
+            if _interpreting():
+                used = programs(configs[0])
+                _ln2d_bwd_kernel[(used,)](*args, configs[0]["tiles_per_program"], **meta,
+                                          BLOCK_P=configs[0]["BLOCK_P"], num_warps=1)
+            else:
+                _ln2d_bwd_tuned[lambda bound: (programs(bound),)](*args, **meta)
+                used = programs(_ln2d_bwd_tuned.best_config.kwargs)
+    parts = parts[:, :used]
     if need_dweight and need_dbias:
         sums = parts.sum(dim=1)
         return dx, sums[0], sums[1]
