@@ -77,6 +77,24 @@ def test_backbone_features_match_official(official):
     _assert_features(feats, fx["outputs"]["features"])
 
 
+def test_dense_stem_and_downsample_convs_keep_channels_last_weights(official):
+    """The 3x3 stride-2 convolutions fed channels-last maps (PatchEmbedV2.conv2, ConvDownsample) hold
+    channels-last weights, also after loading the official (contiguous) weights, so oneDNN / cuDNN do
+    not reorder them on every call; the logits test above checks the numbers."""
+    from ssm_apps.vision.vmamba import ConvDownsample, PatchEmbedV2
+
+    name, fx = official
+    model = FIXTURES[name][0].from_official(fx["kwargs"], _without(fx["state_dict"], "outnorm"))
+    convs = [m.conv2 for m in model.modules() if isinstance(m, PatchEmbedV2)]
+    convs += [m.conv for m in model.modules() if isinstance(m, ConvDownsample)]
+    if name != "vmamba_v2_public.pt":  # v1 patch embedding and patch merging: no such convolution
+        assert not convs
+        return
+    assert len(convs) == 4  # the stem's second conv and three downsamplings
+    for conv in convs:
+        assert conv.weight.is_contiguous(memory_format=torch.channels_last), conv
+
+
 def test_converter_ignores_unused_official_keys_and_rejects_unknown_ones(official):
     name, fx = official
     cls = FIXTURES[name][0]
