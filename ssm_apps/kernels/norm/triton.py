@@ -22,22 +22,21 @@ forms, per pixel::
     g  = dy * weight
     dx = rstd * (g - mean_c(g) - x_hat * mean_c(g * x_hat))
 
-A backward program walks a contiguous run of tiles (batch row by batch row, pixel block by pixel
-block; ``BWD_PROGRAMS_PER_SM`` programs per multiprocessor share the tiles evenly) and adds
-dy * x_hat and dy into two register tiles, reduced over the pixels once at its end: one row of
+A backward program walks a contiguous run of ``tiles_per_program`` tiles (batch row by batch row,
+pixel block by pixel block) and adds dy * x_hat and dy into two register tiles, reduced over the pixels once at its end: one row of
 ``C`` float32 partial sums of dweight / dbias per program, summed by one ``sum`` afterwards. (The
 first version gave each program one tile and reduced across its warps per tile: 0.3 ms per call,
 14.3 ms of a VMamba-T step on an H200, 13x the bytes-moved floor.) Bytes moved: forward x in,
 y out (+ 8 bytes per pixel of statistics); backward x, dy in, dx out.
 
 Tiles: the forward uses ``FWD_TILE_ELEMS`` elements per program (``BLOCK_P`` = that / ``BLOCK_C``,
-at least 1) with ``FWD_NUM_WARPS`` warps; the backward's tile (elements, warps) is chosen on the
-GPU by Triton's autotuner among ``BWD_TILES``, per channel count, pixel count, batch, strides and
-dtypes (the first call of a new shape times them; warm up before a CUDA-graph capture). Offsets
-inside a batch row are int32 (``WIDE``: int64 where a row spans 2^31 elements). Under
-``TRITON_INTERPRET=1`` (CPU tests) a small tile (``INTERPRET_TILE``) and ``INTERPRET_PROGRAMS``
-backward programs, so that tiny test maps span several tiles per program, a partial last block and
-idle programs.
+at least 1) with ``FWD_NUM_WARPS`` warps; the backward's tile (elements, warps, ``BWD_TILES``) and
+tiles per program (``BWD_TILES_PER_PROGRAM``) are chosen on the GPU by Triton's autotuner per
+channel count, pixel count, batch, strides and dtypes (the first call of a new shape times them;
+warm up before a CUDA-graph capture). Offsets inside a batch row are int32 (``WIDE``: int64 where
+a row spans 2^31 elements). Under ``TRITON_INTERPRET=1`` (CPU tests) a small tile
+(``INTERPRET_TILE``) and ``INTERPRET_TILES_PER_PROGRAM`` tiles per backward program, so that tiny
+test maps span several tiles per program, across batch rows, and a partial last block.
 """
 from __future__ import annotations
 
