@@ -23,11 +23,12 @@ forms, per pixel::
     dx = rstd * (g - mean_c(g) - x_hat * mean_c(g * x_hat))
 
 A backward program walks a contiguous run of ``tiles_per_program`` tiles (batch row by batch row,
-pixel block by pixel block) and adds dy * x_hat and dy into two register tiles, reduced over the pixels once at its end: one row of
-``C`` float32 partial sums of dweight / dbias per program, summed by one ``sum`` afterwards. (The
-first version gave each program one tile and reduced across its warps per tile: 0.3 ms per call,
-14.3 ms of a VMamba-T step on an H200, 13x the bytes-moved floor.) Bytes moved: forward x in,
-y out (+ 8 bytes per pixel of statistics); backward x, dy in, dx out.
+pixel block by pixel block) and adds dy * x_hat and dy into two register tiles, reduced over the
+pixels once at its end: one row of ``C`` float32 partial sums of dweight / dbias per program,
+summed by one ``sum`` afterwards. (The first version gave each program one tile and reduced
+across its warps per tile: 0.3 ms per call, 14.3 ms of a VMamba-T step on an H200, 13x the
+bytes-moved floor.) Bytes moved: forward x in, y out (+ 8 bytes per pixel of statistics);
+backward x, dy in, dx out.
 
 Tiles: the forward uses ``FWD_TILE_ELEMS`` elements per program (``BLOCK_P`` = that / ``BLOCK_C``,
 at least 1) with ``FWD_NUM_WARPS`` warps; the backward's tile (elements, warps, ``BWD_TILES``) and
