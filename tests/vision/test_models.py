@@ -11,7 +11,7 @@ from timm.models._features import FeatureGetterNet
 import ssm_apps.vision  # noqa: F401  (registers the timm models)
 from ssm_apps.vision import EfficientVMamba, VMamba
 from ssm_apps.vision.efficientvmamba import efficientvmamba_kwargs_from_official
-from ssm_apps.vision.vmamba import vmamba_kwargs_from_official
+from ssm_apps.vision.vmamba import ConvDownsample, PatchEmbedV2, vmamba_kwargs_from_official
 from tests.helpers import load_fixture
 
 ATOL = 1e-5  # float32 summation-order differences measured ~3e-6 at most
@@ -81,8 +81,6 @@ def test_dense_stem_and_downsample_convs_keep_channels_last_weights(official):
     """The 3x3 stride-2 convolutions fed channels-last maps (PatchEmbedV2.conv2, ConvDownsample) hold
     channels-last weights, also after loading the official (contiguous) weights, so oneDNN / cuDNN do
     not reorder them on every call; the logits test above checks the numbers."""
-    from ssm_apps.vision.vmamba import ConvDownsample, PatchEmbedV2
-
     name, fx = official
     model = FIXTURES[name][0].from_official(fx["kwargs"], _without(fx["state_dict"], "outnorm"))
     convs = [m.conv2 for m in model.modules() if isinstance(m, PatchEmbedV2)]
