@@ -10,10 +10,11 @@ import math
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..kernels import selective_scan
+from ..kernels.conv1d import BACKENDS as CONV_BACKENDS
+from ..kernels.conv1d import causal_conv1d
 
 
 class SSMParams(NamedTuple):
@@ -88,10 +89,14 @@ def build_ssm_params(
 def ssm_forward(
     x: torch.Tensor, z: torch.Tensor | None, p: SSMParams, backend: str | None = None
 ) -> torch.Tensor:
-    """x, z: (b, d_inner, L) -> gated scan output (b, d_inner, L)."""
-    length = x.shape[-1]
+    """x, z: (b, d_inner, L) -> gated scan output (b, d_inner, L).
+
+    ``backend`` is the scan's; the causal conv runs on the same backend where it has it ("numba",
+    "torch"), else on its default (numba for float32 CPU tensors, torch otherwise).
+    """
     d_state, dt_rank = p.A_log.shape[1], p.dt_proj.in_features
-    x = F.silu(p.conv1d(x)[..., :length])
+    conv_backend = backend if backend in CONV_BACKENDS else None
+    x = causal_conv1d(x, p.conv1d.weight[:, 0], p.conv1d.bias, "silu", backend=conv_backend)
     x_dbl = p.x_proj(x.transpose(1, 2))  # (b, L, dt_rank + 2 n)
     dt, B, C = torch.split(x_dbl, [dt_rank, d_state, d_state], dim=-1)
     dt = (dt @ p.dt_proj.weight.t()).transpose(1, 2)  # (b, d_inner, L); the bias is added in the scan
