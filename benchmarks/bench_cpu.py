@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -27,6 +26,8 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from benchmarks.timing import cpu_description  # noqa: E402
+
 RESULTS = REPO / "benchmarks" / "results" / "local" / "cpu.json"
 MODELS = [("vmamba_tiny_s1l8", "torch"), ("vmamba_tiny_s1l8", "numba"), ("efficientvmamba_tiny", "torch"),
           ("efficientvmamba_tiny", "numba"), ("convnext_tiny", None)]
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         args.batches, args.size, args.iters, args.demo = [1], 64, 1, False
     torch.set_num_threads(args.threads)
     os.environ["NUMBA_NUM_THREADS"] = str(args.threads)
-    result: dict = {"cpu": platform.processor() or platform.machine(), "threads": args.threads, "size": args.size,
+    result: dict = {"cpu": cpu_description(), "threads": args.threads, "size": args.size,
                     "torch": torch.__version__, "rows": [], "demo": {}}
     for batch in args.batches:
         base = infer_img_s("convnext_tiny", None, batch, args.size, args.iters)

@@ -1,8 +1,10 @@
 """Timing helpers shared by the benchmark scripts (CUDA-aware; CPU falls back to wall time)."""
 from __future__ import annotations
 
+import platform
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
@@ -11,6 +13,19 @@ def sync(device: str | torch.device) -> None:
     """Wait for the device's queued work (a no-op on CPU)."""
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def cpu_description() -> str:
+    """The CPU's model name (from ``/proc/cpuinfo`` where there is one) and the vector ISA PyTorch uses, e.g.
+    ``"AMD EPYC, AVX2"``: CPU ratios differ between machines (AVX2 vs AVX-512 GEMMs), so results name both."""
+    name = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    return f"{name}, {torch.backends.cpu.get_cpu_capability()}"
 
 
 def median_seconds(fn: Callable[[], object], device: str | torch.device, iters: int, warmup: int = 3) -> float:

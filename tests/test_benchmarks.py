@@ -1,4 +1,4 @@
-"""The CPU benchmark script the README points to runs end to end (shortened) and writes its table."""
+"""The CPU benchmark scripts the README points to run end to end (shortened) and write their tables."""
 from __future__ import annotations
 
 import json
@@ -24,3 +24,20 @@ def test_bench_scan_cpu_shortened(tmp_path):
     assert [s["pass"] for s in result["speedup"]] == ["fwd", "fwd+bwd"]
     assert all(s["numba_vs_torch"] > 0 and s["numba_vs_inductor"] > 0 for s in result["speedup"])
     assert "numba/torch" in r.stdout
+
+
+def test_bench_cpu_quick_names_the_cpu_and_every_row(tmp_path):
+    import torch
+
+    out = tmp_path / "cpu.json"
+    r = subprocess.run([sys.executable, str(REPO / "benchmarks/bench_cpu.py"), "--quick", "--out", str(out)],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["cpu"].endswith(", " + torch.backends.cpu.get_cpu_capability())
+    assert [(row["model"], row["scan_backend"]) for row in result["rows"]] == [
+        ("vmamba_tiny_s1l8", "torch"), ("vmamba_tiny_s1l8", "numba"), ("efficientvmamba_tiny", "torch"),
+        ("efficientvmamba_tiny", "numba"), ("convnext_tiny", None)]
+    assert result["rows"][-1]["x_convnext_tiny"] == 1.0
+    assert all(row["img_s"] > 0 for row in result["rows"])
+    assert result["demo"] == {}
