@@ -3,8 +3,9 @@
 Layout: token-major ``(b, L, d)`` float32, channels innermost, so that LLVM vectorises the
 loops over a block of ``BLOCK_C`` channels; the parallel work items are (batch row, channel block).
 Forward ``pre[t, c] = bias[c] + sum_k w[c, k] * x[t - (K - 1) + k, c]`` (zero before the start),
-``y = silu(pre)`` or ``pre``; the sigmoid through the scan kernels' vectorised ``sigmoid_rows``. The backward recomputes ``pre`` (K multiply-adds) instead of saving it,
-writes ``g' = dy * act'(pre)`` into the ``dx`` buffer, and then turns it into
+``y = silu(pre)`` or ``pre``; the sigmoid through the scan kernels' vectorised ``sigmoid_rows``. The
+backward recomputes ``pre`` (K multiply-adds) instead of saving it, writes ``g' = dy * act'(pre)`` into
+the ``dx`` buffer, and then turns it into
 ``dx[s] = sum_k w[c, k] * g'[s + (K - 1) - k]`` in place, in ascending ``s`` (each ``dx[s]`` reads
 ``g'`` at ``s`` and later only). dweight / dbias are summed per batch row into ``(b, K + 1, d)``
 partials, added over rows by the caller.
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 from numba import njit, prange
 
-from ..scan.numba_cpu import FASTMATH, sigmoid_rows
+from ..scan.numba_cpu import FASTMATH, _token_major, sigmoid_rows
 
 BLOCK_C = 64  # channels per work item: one vectorised inner loop
 
@@ -105,11 +106,6 @@ def _backward(x, wt, bias, silu, dy, dx, partial):  # pragma: no cover - compile
                     for j in range(width):
                         g[j] += w_r[j] * g_r[j]
             dx[bi, s, c0:c1] = g[:width]
-
-
-def _token_major(t: torch.Tensor) -> torch.Tensor:
-    """(b, d, L) as a contiguous (b, L, d) float32 tensor (free when t is the transpose of one)."""
-    return t.float().transpose(1, 2).contiguous()
 
 
 class NumbaCausalConv1dFn(torch.autograd.Function):
